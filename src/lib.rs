@@ -1,0 +1,1 @@
+//! `sandrun-wasm`: the Rust core of `@sandrun/wasm`.
