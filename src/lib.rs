@@ -1,1 +1,25 @@
 //! `sandrun-wasm`: the Rust core of `@sandrun/wasm`.
+//!
+//! Everything here is plain Rust, tested natively with `cargo test`; the host (HTTP,
+//! timers, files) comes in through [`platform::Platform`]. The `wasm` module is the
+//! thin `#[wasm_bindgen]` facade that becomes the npm package.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod execution;
+pub mod job;
+pub mod platform;
+pub mod proof;
+pub mod types;
+mod util;
+
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use client::Sandrun;
+pub use config::SandrunConfig;
+pub use error::{Error, ErrorCode, Result};
+pub use execution::{JobExecution, LogChunk, LogStream};
+pub use job::JobBuilder;

@@ -1,0 +1,449 @@
+//! `JobExecution`: watching a submitted job, waiting for it, checking it, its logs,
+//! cancelling, downloading.
+
+use crate::api::wire::WorkerStatus;
+use crate::api::WorkerClient;
+use crate::error::{Error, ErrorCode, Result};
+use crate::job::{archive::check_relative_path, PreparedJob};
+use crate::platform::{WebSocket, WsEvent};
+use crate::proof::{sha256_hex, verify_status_signature};
+use crate::types::{ConsensusLevel, JobResult, OutputFile, PaymentInfo, Proof, ProofCheck, ResultStatus};
+use crate::util::{race, CancelToken, Either};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+/// Extra seconds past the job's timeout before the SDK gives up waiting, for queueing
+/// and the worker's own bookkeeping.
+pub const TIMEOUT_GRACE_SECS: f64 = 5.0;
+
+/// A finished, checked result and the output files' bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub result: JobResult,
+    /// (path, bytes) of every output file that was downloaded and checked.
+    pub files: Vec<(String, Rc<[u8]>)>,
+}
+
+struct Inner {
+    client: WorkerClient,
+    id: String,
+    job: Rc<PreparedJob>,
+    level: ConsensusLevel,
+    submitted_ms: f64,
+    cancel: CancelToken,
+    status: RefCell<String>,
+    exact_cpu: Cell<Option<f64>>,
+    finished: RefCell<Option<Finished>>,
+    cost: RefCell<PaymentInfo>,
+}
+
+/// A job submitted to one worker.
+#[derive(Clone)]
+pub struct JobExecution {
+    inner: Rc<Inner>,
+}
+
+impl JobExecution {
+    pub fn new(client: WorkerClient, id: String, job: Rc<PreparedJob>, level: ConsensusLevel, submitted_ms: f64) -> Self {
+        JobExecution {
+            inner: Rc::new(Inner {
+                client,
+                id,
+                job,
+                level,
+                submitted_ms,
+                cancel: CancelToken::default(),
+                status: RefCell::new("queued".into()),
+                exact_cpu: Cell::new(None),
+                finished: RefCell::new(None),
+                cost: RefCell::new(PaymentInfo::none()),
+            }),
+        }
+    }
+
+    /// The worker's job id (unique only together with [`Self::worker`]).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+    /// The worker's base URL.
+    pub fn worker(&self) -> &str {
+        &self.inner.client.base
+    }
+    /// Last known status: `queued`, `running`, `completed`, `failed` or `cancelled`.
+    pub fn status(&self) -> String {
+        self.inner.status.borrow().clone()
+    }
+    /// The job as it was sent.
+    pub fn job(&self) -> &Rc<PreparedJob> {
+        &self.inner.job
+    }
+    pub fn set_cost(&self, cost: PaymentInfo) {
+        *self.inner.cost.borrow_mut() = cost;
+    }
+
+    /// Stop watching: pending and later `wait()`s reject with `CANCELLED`.
+    /// Sandrun workers have no cancel endpoint, so the job itself runs to its end there.
+    pub fn cancel(&self) {
+        *self.inner.status.borrow_mut() = "cancelled".into();
+        self.inner.cancel.cancel();
+    }
+
+    fn cancelled_error(&self) -> Error {
+        Error::new(ErrorCode::Cancelled, format!("job {} on {} was cancelled by the caller", self.inner.id, self.worker()))
+    }
+
+    /// Race `f` against cancellation and the job's deadline.
+    async fn guarded<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let p = self.inner.client.platform().clone();
+        let deadline_ms = self.inner.submitted_ms + (self.inner.job.timeout_secs + TIMEOUT_GRACE_SECS) * 1000.0;
+        let left = (deadline_ms - p.now_ms()).max(0.0) as u64;
+        let stop = async {
+            match race(self.inner.cancel.cancelled(), p.sleep(left)).await {
+                Either::Left(()) => self.cancelled_error(),
+                Either::Right(()) => Error::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "job {} on {} did not finish within its timeout of {} s; the worker may still be running it (Sandrun has no cancel endpoint)",
+                        self.inner.id,
+                        self.worker(),
+                        self.inner.job.timeout_secs
+                    ),
+                ),
+            }
+        };
+        match race(f, stop).await {
+            Either::Left(r) => r,
+            Either::Right(e) => Err(e),
+        }
+    }
+
+    /// Poll `/status` until the job ended.
+    async fn final_status(&self) -> Result<WorkerStatus> {
+        let p = self.inner.client.platform().clone();
+        let mut delay = 50u64;
+        loop {
+            if self.inner.cancel.is_cancelled() {
+                return Err(self.cancelled_error());
+            }
+            let s = self.guarded(self.inner.client.status(&self.inner.id)).await?;
+            if s.is_finished() {
+                return Ok(s);
+            }
+            self.guarded(async {
+                p.sleep(delay).await;
+                Ok(())
+            })
+            .await?;
+            delay = (delay * 2).min(1000);
+        }
+    }
+
+    /// Wait for the end, then check the result as the consensus level asks.
+    pub async fn wait(&self) -> Result<JobResult> {
+        Ok(self.finish().await?.result)
+    }
+
+    /// Wait, check, and keep the downloaded files.
+    pub async fn finish(&self) -> Result<Finished> {
+        if let Some(f) = self.inner.finished.borrow().clone() {
+            return Ok(f);
+        }
+        if self.inner.cancel.is_cancelled() {
+            return Err(self.cancelled_error());
+        }
+        let status = self.final_status().await?;
+        let finished = self.guarded(self.check(status, self.inner.level.verifies())).await?;
+        *self.inner.status.borrow_mut() = match finished.result.status {
+            ResultStatus::Completed => "completed",
+            ResultStatus::Failed => "failed",
+            ResultStatus::Cancelled => "cancelled",
+        }
+        .into();
+        *self.inner.finished.borrow_mut() = Some(finished.clone());
+        Ok(finished)
+    }
+
+    /// Build the result; with `verify`, check job hash, signature and every output's bytes.
+    async fn check(&self, status: WorkerStatus, verify: bool) -> Result<Finished> {
+        let c = &self.inner.client;
+        let logs = c.logs(&self.inner.id).await?;
+        let job = &self.inner.job;
+        let mut checks = Vec::new();
+        let mut files = Vec::new();
+        let got_hash = status.job_hash.clone().unwrap_or_default();
+        checks.push(ProofCheck {
+            name: "job_hash".into(),
+            ok: got_hash == job.job_hash,
+            detail: format!("worker reported {got_hash}, recomputed {}", job.job_hash),
+        });
+        let mut signed_string = None;
+        if verify {
+            match verify_status_signature(&status, self.inner.exact_cpu.get()) {
+                Ok(s) => {
+                    checks.push(ProofCheck {
+                        name: "signature".into(),
+                        ok: true,
+                        detail: format!("Ed25519 signature verifies with exact CPU {} ({} candidate(s) tried)", s.cpu, s.candidates_tried),
+                    });
+                    signed_string = Some(s.signed);
+                }
+                Err(e) => checks.push(ProofCheck { name: "signature".into(), ok: false, detail: e.message }),
+            }
+            for (path, meta) in &status.output_files {
+                // Inputs come back unchanged most of the time: hash our own copy first.
+                let local = job.files.iter().find(|(p, _)| p == path).map(|(_, b)| b.clone());
+                let bytes: Rc<[u8]> = match local {
+                    Some(b) if sha256_hex(&b) == meta.sha256 => b,
+                    _ => match c.download_file(&self.inner.id, path).await {
+                        Ok(b) => b.into(),
+                        Err(e) => {
+                            checks.push(ProofCheck { name: format!("output:{path}"), ok: false, detail: format!("download failed: {}", e.message) });
+                            continue;
+                        }
+                    },
+                };
+                let h = sha256_hex(&bytes);
+                let ok = h == meta.sha256 && bytes.len() as u64 == meta.size_bytes;
+                checks.push(ProofCheck {
+                    name: format!("output:{path}"),
+                    ok,
+                    detail: if ok { format!("sha256 {h} matches") } else { format!("worker claims sha256 {} ({} bytes), bytes hash to {h} ({} bytes)", meta.sha256, meta.size_bytes, bytes.len()) },
+                });
+                files.push((path.clone(), bytes));
+            }
+        }
+        let verified = checks.iter().all(|c| c.ok);
+        let proof = Proof {
+            verified: verify && verified,
+            level: self.inner.level.to_string(),
+            worker_id: status.worker_metadata.worker_id.clone(),
+            signature: status.worker_metadata.signature.clone(),
+            signed_string,
+            job_hash: job.job_hash.clone(),
+            checks,
+        };
+        let meta = &status.execution_metadata;
+        let mut lines: Vec<String> = logs.stdout.lines().map(str::to_string).collect();
+        lines.extend(logs.stderr.lines().map(str::to_string));
+        let result = JobResult {
+            id: self.inner.id.clone(),
+            status: if status.status == "completed" { ResultStatus::Completed } else { ResultStatus::Failed },
+            output: Some(logs.stdout.clone().into_bytes()),
+            logs: lines,
+            proof: Some(proof.clone()),
+            cost: self.inner.cost.borrow().clone(),
+            execution_time: c.platform().now_ms() - self.inner.submitted_ms,
+            exit_code: meta.exit_code,
+            stdout: logs.stdout,
+            stderr: logs.stderr,
+            worker: c.base.clone(),
+            job_hash: got_hash,
+            files: status
+                .output_files
+                .iter()
+                .map(|(p, m)| OutputFile { path: p.clone(), size: m.size_bytes, sha256: m.sha256.clone() })
+                .collect(),
+            cpu_seconds: meta.cpu_seconds,
+            memory_mb: meta.memory_peak_mb,
+        };
+        if verify && !verified {
+            let failed: Vec<String> = proof.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+            return Err(Error::new(
+                ErrorCode::VerificationFailed,
+                format!("the result of job {} from {} failed verification; do not trust it ({})", self.inner.id, c.base, failed.join("; ")),
+            )
+            .with_details(serde_json::to_value(&result).unwrap_or_default()));
+        }
+        Ok(Finished { result, files })
+    }
+
+    /// Wait, then fetch every output file and check it against the signed hashes.
+    pub async fn download(&self) -> Result<Finished> {
+        let f = self.finish().await?;
+        if f.files.len() == f.result.files.len() {
+            return Ok(f);
+        }
+        // Under consensus 'none' nothing was fetched yet: fetch and hash-check now.
+        let mut files = Vec::new();
+        for of in &f.result.files {
+            let bytes = self.inner.client.download_file(&self.inner.id, &of.path).await?;
+            let h = sha256_hex(&bytes);
+            if h != of.sha256 {
+                return Err(Error::new(
+                    ErrorCode::VerificationFailed,
+                    format!("output {} of job {} hashes to {h}, but the worker reported {}", of.path, self.inner.id, of.sha256),
+                ));
+            }
+            files.push((of.path.clone(), Rc::from(bytes)));
+        }
+        let f = Finished { result: f.result, files };
+        *self.inner.finished.borrow_mut() = Some(f.clone());
+        Ok(f)
+    }
+
+    /// Download, check, then write every file under `dir`. Paths that would land
+    /// outside `dir` are refused before anything is written.
+    pub async fn download_to(&self, dir: &str) -> Result<Vec<String>> {
+        let f = self.download().await?;
+        for (p, _) in &f.files {
+            check_relative_path(p).map_err(|e| Error::new(ErrorCode::Io, format!("refusing to write job output: {}", e.message)))?;
+        }
+        let dir = dir.trim_end_matches('/');
+        let mut written = Vec::new();
+        for (p, b) in &f.files {
+            let target = format!("{dir}/{p}");
+            self.inner.client.platform().write_file(&target, b).await?;
+            written.push(target);
+        }
+        Ok(written)
+    }
+
+    /// A stream of the job's log chunks.
+    pub fn logs(&self) -> LogStream {
+        LogStream { exec: self.clone(), state: RefCell::new(LogState::Start), delivered_stdout: RefCell::new(String::new()) }
+    }
+}
+
+/// One piece of a job's log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LogChunk {
+    /// `stdout`, `stderr` or `status`.
+    pub stream: String,
+    pub text: String,
+}
+
+impl LogChunk {
+    fn new(stream: &str, text: impl Into<String>) -> Self {
+        LogChunk { stream: stream.into(), text: text.into() }
+    }
+}
+
+enum LogState {
+    Start,
+    Live(Box<dyn WebSocket>),
+    Queue(VecDeque<LogChunk>),
+    Done,
+}
+
+/// The live log of a job: WebSocket frames while they come, and `/logs` after the
+/// end for whatever the socket did not deliver, so nothing is lost.
+pub struct LogStream {
+    exec: JobExecution,
+    state: RefCell<LogState>,
+    delivered_stdout: RefCell<String>,
+}
+
+/// `CPU=0.014217s` inside a `[DONE]` frame.
+pub fn done_frame_cpu(frame: &str) -> Option<f64> {
+    let at = frame.find("CPU=")? + 4;
+    let end = frame[at..].find('s')? + at;
+    frame[at..end].parse().ok()
+}
+
+impl LogStream {
+    /// The next chunk, or `None` at the end.
+    pub async fn next(&self) -> Result<Option<LogChunk>> {
+        loop {
+            let state = std::mem::replace(&mut *self.state.borrow_mut(), LogState::Done);
+            match state {
+                LogState::Done => return Ok(None),
+                LogState::Start => {
+                    let exec = &self.exec.inner;
+                    let url = exec.client.stream_url(&exec.id);
+                    let ws = exec.client.platform().websocket(&url).await.ok().flatten();
+                    *self.state.borrow_mut() = match ws {
+                        Some(ws) => LogState::Live(ws),
+                        None => self.fallback(false).await?,
+                    };
+                }
+                LogState::Live(ws) => {
+                    let ev = self.exec.guarded(async { Ok(ws.next().await) }).await?;
+                    match ev {
+                        WsEvent::Closed => *self.state.borrow_mut() = self.fallback(true).await?,
+                        WsEvent::Text(t) => {
+                            if let Some(rest) = t.strip_prefix("[STATUS] ") {
+                                if rest.starts_with("Job status: completed") || rest.starts_with("Job status: failed") {
+                                    // Connected after the end: this replay has no stderr. Use /logs.
+                                    ws.close();
+                                    *self.state.borrow_mut() = self.fallback(false).await?;
+                                    continue;
+                                }
+                                if rest.starts_with("Job started") {
+                                    *self.exec.inner.status.borrow_mut() = "running".into();
+                                }
+                                *self.state.borrow_mut() = LogState::Live(ws);
+                                return Ok(Some(LogChunk::new("status", rest.trim_end())));
+                            }
+                            if t.starts_with("[DONE]") {
+                                if let Some(cpu) = done_frame_cpu(&t) {
+                                    self.exec.inner.exact_cpu.set(Some(cpu));
+                                }
+                                // The reference keeps the socket open until we say something.
+                                ws.send("done");
+                                ws.close();
+                                *self.state.borrow_mut() = LogState::Done;
+                                return Ok(Some(LogChunk::new("status", t.trim_end())));
+                            }
+                            if let Some(rest) = t.strip_prefix("[ERROR] ") {
+                                ws.close();
+                                return Err(Error::new(ErrorCode::JobNotFound, format!("log stream of job {}: {}", self.exec.id(), rest.trim_end())));
+                            }
+                            *self.state.borrow_mut() = LogState::Live(ws);
+                            if let Some(err) = t.strip_prefix("[STDERR]\n") {
+                                return Ok(Some(LogChunk::new("stderr", err)));
+                            }
+                            self.delivered_stdout.borrow_mut().push_str(&t);
+                            return Ok(Some(LogChunk::new("stdout", t)));
+                        }
+                    }
+                }
+                LogState::Queue(mut q) => {
+                    let next = q.pop_front();
+                    *self.state.borrow_mut() = LogState::Queue(q);
+                    if next.is_none() {
+                        *self.state.borrow_mut() = LogState::Done;
+                    }
+                    return Ok(next);
+                }
+            }
+        }
+    }
+
+    /// Wait for the end, then queue what `/logs` has beyond what was delivered.
+    async fn fallback(&self, after_live: bool) -> Result<LogState> {
+        let exec = &self.exec;
+        let status = exec.final_status().await?;
+        let logs = exec.inner.client.logs(exec.id()).await?;
+        let mut q = VecDeque::new();
+        let delivered = self.delivered_stdout.borrow().clone();
+        let stdout = logs.stdout.strip_prefix(delivered.as_str()).unwrap_or(&logs.stdout);
+        if !stdout.is_empty() {
+            q.push_back(LogChunk::new("stdout", stdout));
+        }
+        if !logs.stderr.is_empty() {
+            q.push_back(LogChunk::new("stderr", logs.stderr));
+        }
+        let _ = after_live;
+        q.push_back(LogChunk::new("status", format!("Job {} (exit={})", status.status, status.execution_metadata.exit_code)));
+        Ok(LogState::Queue(q))
+    }
+
+    /// Collect the whole log.
+    pub async fn collect(&self) -> Result<Vec<LogChunk>> {
+        let mut v = Vec::new();
+        while let Some(c) = self.next().await? {
+            v.push(c);
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_done_frames() {
+        assert_eq!(super::done_frame_cpu("[DONE] Job completed (exit=0, CPU=0.014217s, Mem=8MB)\n"), Some(0.014217));
+        assert_eq!(super::done_frame_cpu("[DONE] Job completed\n"), None);
+    }
+}

@@ -1,0 +1,401 @@
+//! Turning a `JobSpec` into what a worker receives: files, manifest, job hash.
+//!
+//! Decisions (documented in the package README):
+//! - Interpreter: `interpreter()` if given; else a script's extension; else for inline
+//!   code a shebang (`#!/usr/bin/env node`); else JavaScript when the code shows a JS
+//!   marker (`console.`, `require(`, `process.`, `=>`, `function `, `const `, `let `,
+//!   `var `, `import ... from '`, `export `); else `python3`.
+//! - Environment variables: a reference worker ignores the manifest's `env`, so when
+//!   `environment()` is used the SDK runs a small launcher as the entrypoint that sets
+//!   them and then runs your entrypoint. The job hash covers the launcher, which is
+//!   what the worker hashes.
+
+use super::{archive, JobSpec, Source};
+use crate::config::SandrunConfig;
+use crate::error::{Error, ErrorCode, Result};
+use crate::platform::{HttpRequest, Platform};
+use crate::proof::job_hash;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// A job ready to send: its files, manifest and the job hash workers must report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedJob {
+    /// Every input file, sorted by path.
+    pub files: Vec<(String, Rc<[u8]>)>,
+    /// The entrypoint the worker runs (the env launcher when `environment()` was used).
+    pub entrypoint: String,
+    /// The user's own entrypoint.
+    pub user_entrypoint: String,
+    pub interpreter: String,
+    pub args: Vec<String>,
+    pub outputs: Vec<String>,
+    pub timeout_secs: f64,
+    /// The manifest JSON as sent.
+    pub manifest: String,
+    /// `job_hash` recomputed from exactly what is sent.
+    pub job_hash: String,
+}
+
+impl PreparedJob {
+    /// The upload: one deterministic tar.gz.
+    pub fn archive(&self) -> Result<Vec<u8>> {
+        archive::pack_tar_gz(self.files.iter().map(|(p, b)| (p.as_str(), &b[..])))
+    }
+    /// Total bytes of input files.
+    pub fn input_bytes(&self) -> u64 {
+        self.files.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+}
+
+/// The interpreter an extension implies.
+pub fn interpreter_for_extension(path: &str) -> Option<&'static str> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let name = name.split(['?', '#']).next().unwrap_or(name);
+    match name.rsplit_once('.')?.1 {
+        "py" => Some("python3"),
+        "js" | "mjs" | "cjs" => Some("node"),
+        "sh" | "bash" => Some("bash"),
+        _ => None,
+    }
+}
+
+/// The default entrypoint name for an interpreter (the reference's defaults).
+pub fn default_entrypoint(interpreter: &str) -> &'static str {
+    match interpreter {
+        "node" => "index.js",
+        "bash" | "sh" => "run.sh",
+        _ => "main.py",
+    }
+}
+
+/// Pick the interpreter of inline code: shebang, then JavaScript markers, else python3.
+pub fn detect_interpreter(code: &[u8]) -> &'static str {
+    let text = String::from_utf8_lossy(&code[..code.len().min(64 * 1024)]);
+    if let Some(first) = text.lines().next().filter(|l| l.starts_with("#!")) {
+        if first.contains("node") {
+            return "node";
+        }
+        if first.contains("python") {
+            return "python3";
+        }
+        if first.contains("bash") || first.ends_with("/sh") || first.contains("env sh") {
+            return "bash";
+        }
+    }
+    const JS: [&str; 10] = ["console.", "require(", "process.", "=>", "function ", "const ", "let ", "var ", "export ", "import {"];
+    let js_import = text.lines().any(|l| l.trim_start().starts_with("import ") && (l.contains(" from '") || l.contains(" from \"")));
+    if js_import || JS.iter().any(|m| text.contains(m)) {
+        "node"
+    } else {
+        "python3"
+    }
+}
+
+const SKIP_DIRS: [&str; 5] = ["node_modules", "__pycache__", "target", "venv", ".git"];
+const MAX_FILES: usize = 1000;
+const MAX_BYTES: u64 = 100 * 1024 * 1024;
+
+async fn fetch(platform: &dyn Platform, url: &str, what: &str) -> Result<Vec<u8>> {
+    let mut url = url.to_string();
+    for _ in 0..6 {
+        let resp = platform.http(HttpRequest::get(url.clone()).timeout(120_000)).await?;
+        if (300..400).contains(&resp.status) {
+            if let Some(loc) = resp.header("location") {
+                url = if loc.starts_with("http") { loc.to_string() } else { join_url(&url, loc) };
+                continue;
+            }
+        }
+        if resp.status != 200 {
+            return Err(Error::new(ErrorCode::HttpStatus, format!("{what}: GET {url} answered HTTP {}", resp.status)).with_status(resp.status));
+        }
+        return Ok(resp.body);
+    }
+    Err(Error::new(ErrorCode::HttpStatus, format!("{what}: too many redirects from {url}")))
+}
+
+fn join_url(base: &str, path: &str) -> String {
+    let origin_end = base.find("://").map(|i| i + 3).and_then(|i| base[i..].find('/').map(|j| i + j)).unwrap_or(base.len());
+    format!("{}{}", &base[..origin_end], path)
+}
+
+/// Where to download a repository's tar.gz at a ref.
+pub fn archive_url(url: &str, reference: Option<&str>) -> String {
+    let r = reference.unwrap_or("HEAD");
+    let trimmed = url.trim_end_matches('/').trim_end_matches(".git");
+    if let Some(path) = trimmed.strip_prefix("https://github.com/") {
+        return format!("https://codeload.github.com/{path}/tar.gz/{r}");
+    }
+    if let Some(path) = trimmed.strip_prefix("https://gitlab.com/") {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        return format!("https://gitlab.com/{path}/-/archive/{r}/{name}-{r}.tar.gz");
+    }
+    if trimmed.ends_with(".tar.gz") || trimmed.ends_with(".tgz") {
+        return trimmed.to_string();
+    }
+    format!("{trimmed}/archive/{}.tar.gz", reference.unwrap_or("main"))
+}
+
+async fn walk(platform: &dyn Platform, root: &str, rel: &str, out: &mut Vec<(String, Rc<[u8]>)>, total: &mut u64) -> Result<()> {
+    let dir = if rel.is_empty() { root.to_string() } else { format!("{root}/{rel}") };
+    let mut entries = platform.read_dir(&dir).await?;
+    entries.sort();
+    for (name, is_dir) in entries {
+        if name.starts_with('.') || SKIP_DIRS.contains(&name.as_str()) {
+            continue;
+        }
+        let path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        if is_dir {
+            Box::pin(walk(platform, root, &path, out, total)).await?;
+        } else {
+            let bytes = platform.read_file(&format!("{root}/{path}")).await?;
+            *total += bytes.len() as u64;
+            out.push((path, bytes.into()));
+            if out.len() > MAX_FILES || *total > MAX_BYTES {
+                return Err(Error::invalid(format!(
+                    "script directory {root} holds more than {MAX_FILES} files or {MAX_BYTES} bytes: move the script to a directory with only the job's files"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The values a `job.json` in the upload provides.
+fn job_json(files: &[(String, Rc<[u8]>)]) -> Option<Value> {
+    let (_, bytes) = files.iter().find(|(p, _)| p == "job.json")?;
+    serde_json::from_slice(bytes).ok()
+}
+
+/// Resolve sources, pick interpreter and entrypoint, add the env launcher, hash.
+pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunConfig) -> Result<PreparedJob> {
+    let mut files: BTreeMap<String, Rc<[u8]>> = BTreeMap::new();
+    let mut interpreter = spec.interpreter.clone();
+    let mut entrypoint = spec.entrypoint.clone();
+    let mut args = spec.args.clone();
+    match &spec.source {
+        None => {
+            if spec.files.is_empty() {
+                return Err(Error::invalid("the job has no code: call code(), script(), repository() or file() first"));
+            }
+        }
+        Some(Source::Code(bytes)) => {
+            let i = interpreter.clone().unwrap_or_else(|| detect_interpreter(bytes).to_string());
+            let e = entrypoint.clone().unwrap_or_else(|| default_entrypoint(&i).to_string());
+            files.insert(e.clone(), bytes.clone());
+            interpreter = Some(i);
+            entrypoint = Some(e);
+        }
+        Some(Source::Script(path)) => {
+            let name = path.rsplit('/').next().unwrap_or(path).split(['?', '#']).next().unwrap_or_default().to_string();
+            if path.starts_with("http://") || path.starts_with("https://") {
+                files.insert(name.clone(), fetch(platform, path, "script()").await?.into());
+            } else {
+                let dir = match path.rsplit_once('/') {
+                    Some((d, _)) if !d.is_empty() => d.to_string(),
+                    Some(_) => "/".to_string(),
+                    None => ".".to_string(),
+                };
+                // Read the script itself first so a wrong path fails with its own name.
+                platform.read_file(path).await?;
+                let mut found = Vec::new();
+                walk(platform, &dir, "", &mut found, &mut 0).await?;
+                files.extend(found);
+            }
+            interpreter = interpreter.or_else(|| interpreter_for_extension(path).map(str::to_string));
+            entrypoint = entrypoint.or(Some(name));
+        }
+        Some(Source::Repository { url, reference }) => {
+            let archive_url = archive_url(url, reference.as_deref());
+            let tgz = fetch(platform, &archive_url, "repository()").await?;
+            for (p, b) in archive::unpack_tar_gz(&tgz, true)? {
+                files.insert(p, b.into());
+            }
+            if entrypoint.is_none() {
+                if let Some(j) = job_json(&files.iter().map(|(p, b)| (p.clone(), b.clone())).collect::<Vec<_>>()) {
+                    entrypoint = j["entrypoint"].as_str().map(str::to_string);
+                    if interpreter.is_none() {
+                        interpreter = j["interpreter"].as_str().map(str::to_string);
+                    }
+                    if args.is_empty() {
+                        if let Some(a) = j["args"].as_array() {
+                            args = a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+                        }
+                    }
+                }
+            }
+            if entrypoint.is_none() {
+                entrypoint = ["main.py", "index.js", "run.sh"].iter().find(|n| files.contains_key(**n)).map(|s| s.to_string());
+            }
+            if entrypoint.is_none() {
+                return Err(Error::invalid(format!(
+                    "repository {url}: no job.json, main.py, index.js or run.sh at its root; call entrypoint() to name the file to run"
+                )));
+            }
+            if interpreter.is_none() {
+                interpreter = entrypoint.as_deref().and_then(interpreter_for_extension).map(str::to_string);
+            }
+        }
+    }
+    for (p, b) in &spec.files {
+        files.insert(p.clone(), b.clone());
+    }
+    let interpreter = interpreter.unwrap_or_else(|| "python3".into());
+    let user_entrypoint = match entrypoint {
+        Some(e) => e,
+        None => ["main.py", "index.js", "run.sh"]
+            .iter()
+            .find(|n| files.contains_key(**n))
+            .map(|s| s.to_string())
+            .ok_or_else(|| Error::invalid("no entrypoint: call entrypoint(path) to name the file to run"))?,
+    };
+    if !files.contains_key(&user_entrypoint) {
+        return Err(Error::invalid(format!("entrypoint {user_entrypoint:?} is not among the job's files")));
+    }
+
+    let mut entry = user_entrypoint.clone();
+    if !spec.env.is_empty() {
+        let (launcher, content, extra) = launcher(&interpreter, &user_entrypoint, &spec.env);
+        files.insert(launcher.clone(), content.into_bytes().into());
+        if let Some((p, b)) = extra {
+            files.insert(p, b.into_bytes().into());
+        }
+        entry = launcher;
+    }
+
+    let timeout_secs = spec.timeout_secs.unwrap_or_else(|| config.default_timeout());
+    // Field order matters: the reference reads the manifest with a substring scan, so
+    // the fields it reads come first (serde_json's Map would sort them).
+    let mut fields: Vec<(&str, Value)> = vec![
+        ("entrypoint", json!(entry)),
+        ("interpreter", json!(interpreter)),
+        ("args", json!(args)),
+    ];
+    if !spec.outputs.is_empty() {
+        fields.push(("outputs", json!(spec.outputs)));
+    }
+    fields.push(("timeout", json!(timeout_secs)));
+    if let Some(mb) = spec.memory_mb {
+        fields.push(("memory_mb", json!(mb)));
+    }
+    if let Some(g) = &spec.gpu {
+        fields.push(("gpu", serde_json::to_value(g).unwrap_or(Value::Null)));
+    }
+    if !spec.env.is_empty() {
+        // Keys that share a name with a field the reference scans for would confuse its
+        // substring scanner; they still reach the job through the launcher.
+        const SCANNED: [&str; 5] = ["entrypoint", "interpreter", "environment", "args", "outputs"];
+        let env: Map<String, Value> =
+            spec.env.iter().filter(|(k, _)| !SCANNED.contains(&k.as_str())).map(|(k, v)| (k.clone(), json!(v))).collect();
+        fields.push(("env", Value::Object(env)));
+    }
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}:{v}", json!(k))).collect();
+    let manifest = format!("{{{}}}", body.join(","));
+    let content = files.get(&entry).map(|b| &b[..]);
+    let hash = job_hash(&entry, &interpreter, "", &args, content);
+    Ok(PreparedJob {
+        files: files.into_iter().collect(),
+        entrypoint: entry,
+        user_entrypoint,
+        interpreter,
+        args,
+        outputs: spec.outputs.clone(),
+        timeout_secs,
+        manifest,
+        job_hash: hash,
+    })
+}
+
+/// (launcher path, launcher source, optional data file)
+fn launcher(interpreter: &str, entry: &str, env: &BTreeMap<String, String>) -> (String, String, Option<(String, String)>) {
+    let data = json!({ "entrypoint": entry, "env": env }).to_string();
+    match interpreter {
+        "node" => (
+            "_sandrun_env.cjs".into(),
+            "// Written by @sandrun/wasm: sets the job's environment, then runs its entrypoint.\n\
+const fs = require('fs'), path = require('path'), url = require('url');\n\
+const spec = JSON.parse(fs.readFileSync(path.join(__dirname, '_sandrun_env.json'), 'utf8'));\n\
+Object.assign(process.env, spec.env);\n\
+const entry = path.join(__dirname, spec.entrypoint);\n\
+process.argv[1] = entry;\n\
+import(url.pathToFileURL(entry).href).catch((e) => { console.error(e); process.exit(1); });\n"
+                .into(),
+            Some(("_sandrun_env.json".into(), data)),
+        ),
+        "bash" | "sh" => {
+            let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+            let mut s = String::from("# Written by @sandrun/wasm: sets the job's environment, then runs its entrypoint.\n");
+            for (k, v) in env {
+                s.push_str(&format!("export {k}={}\n", q(v)));
+            }
+            s.push_str(&format!("exec {interpreter} {} \"$@\"\n", q(entry)));
+            ("_sandrun_env.sh".into(), s, None)
+        }
+        _ => (
+            "_sandrun_env.py".into(),
+            "# Written by @sandrun/wasm: sets the job's environment, then runs its entrypoint.\n\
+import json, os, runpy, sys\n\
+here = os.path.dirname(os.path.abspath(__file__))\n\
+with open(os.path.join(here, '_sandrun_env.json'), encoding='utf-8') as f:\n\
+    spec = json.load(f)\n\
+os.environ.update(spec['env'])\n\
+sys.argv = [spec['entrypoint']] + sys.argv[1:]\n\
+runpy.run_path(os.path.join(here, spec['entrypoint']), run_name='__main__')\n"
+                .into(),
+            Some(("_sandrun_env.json".into(), data)),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobBuilder;
+    use crate::platform::native::NativePlatform;
+
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    #[test]
+    fn detects_languages() {
+        assert_eq!(detect_interpreter(b"console.log(\"Hello from GPU!\")"), "node");
+        assert_eq!(detect_interpreter(b"print('hi')"), "python3");
+        assert_eq!(detect_interpreter(b"#!/usr/bin/env bash\necho hi"), "bash");
+        assert_eq!(detect_interpreter(b"#!/usr/bin/env python3\nx = 1"), "python3");
+        assert_eq!(detect_interpreter(b"import { x } from './y.js'\n"), "node");
+        assert_eq!(detect_interpreter(b"import os\nprint(os.getcwd())"), "python3");
+    }
+
+    #[test]
+    fn prepares_the_worked_example_exactly() {
+        let j = JobBuilder::new().code("print(\"Hello from Sandrun!\")\n").unwrap();
+        let p = run(prepare(j.spec(), &NativePlatform::default(), &SandrunConfig::default())).unwrap();
+        assert_eq!((p.entrypoint.as_str(), p.interpreter.as_str()), ("main.py", "python3"));
+        assert_eq!(p.job_hash, "4132144496a5939f391660586dfdd2d9c1439011828c0534b66025896829b9ed");
+        let m: Value = serde_json::from_str(&p.manifest).unwrap();
+        assert_eq!(m["entrypoint"], "main.py");
+        assert!(p.manifest.starts_with("{\"entrypoint\":\"main.py\",\"interpreter\":\"python3\",\"args\":[]"));
+    }
+
+    #[test]
+    fn env_uses_a_launcher() {
+        let j = JobBuilder::new().code("console.log(process.env.A)").unwrap().environment([("A".into(), "b'c".into())].into()).unwrap();
+        let p = run(prepare(j.spec(), &NativePlatform::default(), &SandrunConfig::default())).unwrap();
+        assert_eq!((p.entrypoint.as_str(), p.user_entrypoint.as_str()), ("_sandrun_env.cjs", "index.js"));
+        assert!(p.files.iter().any(|(n, _)| n == "_sandrun_env.json"));
+        let b = JobBuilder::new().code("#!/bin/bash\necho $A").unwrap().environment([("A".into(), "b'c".into())].into()).unwrap();
+        let p = run(prepare(b.spec(), &NativePlatform::default(), &SandrunConfig::default())).unwrap();
+        let launcher = String::from_utf8(p.files.iter().find(|(n, _)| n == "_sandrun_env.sh").unwrap().1.to_vec()).unwrap();
+        assert!(launcher.contains("export A='b'\\''c'"), "{launcher}");
+    }
+
+    #[test]
+    fn archive_urls() {
+        assert_eq!(archive_url("https://github.com/user/ml-training", None), "https://codeload.github.com/user/ml-training/tar.gz/HEAD");
+        assert_eq!(archive_url("https://github.com/u/r.git", Some("v1")), "https://codeload.github.com/u/r/tar.gz/v1");
+        assert_eq!(archive_url("http://127.0.0.1:9/x.tar.gz", Some("v1")), "http://127.0.0.1:9/x.tar.gz");
+        assert_eq!(archive_url("http://127.0.0.1:9/repo", Some("dev")), "http://127.0.0.1:9/repo/archive/dev.tar.gz");
+    }
+}

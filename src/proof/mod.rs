@@ -1,0 +1,7 @@
+//! Proofs: the signature recipe, job hash recomputation, output hashes, Ed25519.
+
+pub mod recipe;
+pub mod verify;
+
+pub use recipe::{format_g, job_hash, sha256_hex, signed_string};
+pub use verify::{verify_status_signature, SignatureCheck};

@@ -1,0 +1,227 @@
+//! Ed25519 verification of a worker's signed status, including the CPU candidate search.
+//!
+//! `/status` prints CPU seconds with 2 decimals, but the worker signed the exact `%g`
+//! figure. Without the exact figure (from the WebSocket `[DONE]` frame) we try every
+//! microsecond value within +-0.005: up to 10,001 messages. The fixed work (decoding
+//! the key, the point R, the scalar S, hashing R || A || prefix) is done once; each
+//! candidate then costs one SHA-512 finish and one double-scalar multiplication.
+
+use super::recipe::{format_g, signed_prefix, signed_suffix};
+use crate::api::wire::WorkerStatus;
+use crate::error::{Error, ErrorCode, Result};
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use sha2::{Digest, Sha512};
+
+/// A worker's public key, decoded once.
+#[derive(Clone)]
+pub struct WorkerKey {
+    a_bytes: [u8; 32],
+    minus_a: EdwardsPoint,
+}
+
+impl WorkerKey {
+    /// From the base64 `worker_id`.
+    pub fn from_worker_id(worker_id: &str) -> Result<WorkerKey> {
+        let raw = B64
+            .decode(worker_id)
+            .map_err(|_| Error::new(ErrorCode::VerificationFailed, format!("worker id {worker_id:?} is not base64")))?;
+        let a_bytes: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| Error::new(ErrorCode::VerificationFailed, format!("worker id {worker_id:?} is not a 32-byte Ed25519 key")))?;
+        let a = CompressedEdwardsY(a_bytes)
+            .decompress()
+            .ok_or_else(|| Error::new(ErrorCode::VerificationFailed, format!("worker id {worker_id:?} is not a valid Ed25519 point")))?;
+        Ok(WorkerKey { a_bytes, minus_a: -a })
+    }
+}
+
+/// A signature prepared for many candidate messages with a common prefix.
+pub struct PreparedSignature {
+    r_bytes: [u8; 32],
+    s: Scalar,
+    key: WorkerKey,
+}
+
+impl PreparedSignature {
+    pub fn new(key: &WorkerKey, signature_b64: &str) -> Result<PreparedSignature> {
+        let raw = B64
+            .decode(signature_b64)
+            .map_err(|_| Error::new(ErrorCode::VerificationFailed, "the worker's signature is not base64"))?;
+        if raw.len() != 64 {
+            return Err(Error::new(ErrorCode::VerificationFailed, "the worker's signature is not 64 bytes"));
+        }
+        let mut r_bytes = [0u8; 32];
+        r_bytes.copy_from_slice(&raw[..32]);
+        let mut s_bytes = [0u8; 32];
+        s_bytes.copy_from_slice(&raw[32..]);
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))
+            .ok_or_else(|| Error::new(ErrorCode::VerificationFailed, "the worker's signature has a non-canonical S"))?;
+        Ok(PreparedSignature { r_bytes, s, key: key.clone() })
+    }
+
+    /// SHA-512 state after R || A || prefix.
+    pub fn hasher(&self, prefix: &[u8]) -> Sha512 {
+        let mut h = Sha512::new();
+        h.update(self.r_bytes);
+        h.update(self.key.a_bytes);
+        h.update(prefix);
+        h
+    }
+
+    /// Does the signature verify for `prefix + rest` (given `hasher(prefix)`)?
+    pub fn verifies_with(&self, prefixed: &Sha512, rest: &[u8]) -> bool {
+        let mut h = prefixed.clone();
+        h.update(rest);
+        let k = Scalar::from_hash(h);
+        let r = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &self.key.minus_a, &self.s);
+        r.compress().0 == self.r_bytes
+    }
+
+    /// Verify one whole message.
+    pub fn verifies(&self, message: &[u8]) -> bool {
+        self.verifies_with(&self.hasher(b""), message)
+    }
+}
+
+/// What a signature check found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignatureCheck {
+    /// The exact signed string that verified.
+    pub signed: String,
+    /// The exact CPU figure as signed (`%g`).
+    pub cpu: String,
+    /// Candidate strings tried (1 when the exact CPU was known).
+    pub candidates_tried: u32,
+}
+
+/// The distinct `%g` strings within +-0.005 of a 2-decimal figure, nearest first.
+pub fn cpu_candidates(cpu_2dp: f64) -> Vec<String> {
+    let center = (cpu_2dp * 1_000_000.0).round() as i64;
+    let mut out: Vec<String> = Vec::with_capacity(10_001);
+    let mut seen = std::collections::HashSet::with_capacity(10_001);
+    for d in 0..=5000i64 {
+        for micros in if d == 0 { vec![center] } else { vec![center - d, center + d] } {
+            if micros < 0 {
+                continue;
+            }
+            let s = format_g(micros as f64 / 1_000_000.0);
+            if seen.insert(s.clone()) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// Verify a finished status's signature against its own `worker_id`.
+///
+/// `exact_cpu` is the `CPU=...s` figure from the `[DONE]` frame when it was seen.
+pub fn verify_status_signature(status: &WorkerStatus, exact_cpu: Option<f64>) -> Result<SignatureCheck> {
+    let (Some(worker_id), Some(signature)) = (&status.worker_metadata.worker_id, &status.worker_metadata.signature) else {
+        return Err(Error::new(
+            ErrorCode::VerificationFailed,
+            "the worker did not sign this result (anonymous worker, or the job has not ended); use consensus('none') to accept unsigned results",
+        ));
+    };
+    let job_hash = status.job_hash.as_deref().unwrap_or_default();
+    let key = WorkerKey::from_worker_id(worker_id)?;
+    let sig = PreparedSignature::new(&key, signature)?;
+    let prefix = signed_prefix(job_hash, status.execution_metadata.exit_code);
+    let suffix = signed_suffix(
+        status.execution_metadata.memory_peak_mb,
+        status.output_files.iter().map(|(p, m)| (p, &m.sha256)),
+    );
+    let hasher = sig.hasher(prefix.as_bytes());
+    let try_cpu = |cpu: &str| {
+        let mut rest = String::with_capacity(cpu.len() + suffix.len());
+        rest.push_str(cpu);
+        rest.push_str(&suffix);
+        sig.verifies_with(&hasher, rest.as_bytes()).then(|| format!("{prefix}{rest}"))
+    };
+    if let Some(cpu) = exact_cpu {
+        let cpu = format_g(cpu);
+        if let Some(signed) = try_cpu(&cpu) {
+            return Ok(SignatureCheck { signed, cpu, candidates_tried: 1 });
+        }
+    }
+    let candidates = cpu_candidates(status.execution_metadata.cpu_seconds);
+    for (i, cpu) in candidates.iter().enumerate() {
+        if let Some(signed) = try_cpu(cpu) {
+            return Ok(SignatureCheck { signed, cpu: cpu.clone(), candidates_tried: i as u32 + 1 });
+        }
+    }
+    Err(Error::new(
+        ErrorCode::VerificationFailed,
+        format!(
+            "the signature of worker {worker_id} does not verify for job {} (tried {} CPU figures): do not trust this result",
+            status.job_id,
+            candidates.len()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proof::recipe::job_hash;
+
+    fn vectors() -> serde_json::Value {
+        let p = format!("{}/../shared/reference/captures/signature-vectors.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn all_reference_vectors_verify_by_candidate_search_and_by_exact_cpu() {
+        for v in vectors()["vectors"].as_array().unwrap() {
+            let status = WorkerStatus::parse(v["status"].to_string().as_bytes()).unwrap();
+            let check = verify_status_signature(&status, None).unwrap();
+            assert_eq!(check.signed, v["signed_string"].as_str().unwrap(), "{}", v["capture"]);
+            assert_eq!(check.cpu, v["exact_cpu_string"].as_str().unwrap());
+            let exact: f64 = check.cpu.parse().unwrap();
+            assert_eq!(verify_status_signature(&status, Some(exact)).unwrap().candidates_tried, 1);
+            // Cross-check the fast path against ed25519-dalek's own verify.
+            let key = ed25519_dalek::VerifyingKey::from_bytes(
+                &B64.decode(status.worker_metadata.worker_id.as_ref().unwrap()).unwrap().try_into().unwrap(),
+            )
+            .unwrap();
+            let sig = ed25519_dalek::Signature::from_slice(&B64.decode(status.worker_metadata.signature.as_ref().unwrap()).unwrap()).unwrap();
+            assert!(key.verify_strict(check.signed.as_bytes(), &sig).is_ok());
+        }
+    }
+
+    #[test]
+    fn job_hashes_recompute_from_inputs() {
+        for v in vectors()["vectors"].as_array().unwrap() {
+            let m = &v["manifest_sent"];
+            let m = if m.is_null() { serde_json::from_str(v["job_files"]["job.json"].as_str().unwrap()).unwrap() } else { m.clone() };
+            let entry = m["entrypoint"].as_str().unwrap();
+            let args: Vec<String> = m["args"].as_array().map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect()).unwrap_or_default();
+            let content = v["job_files"][entry].as_str().map(|s| s.as_bytes());
+            let h = job_hash(entry, m["interpreter"].as_str().unwrap_or("python3"), m["environment"].as_str().unwrap_or(""), &args, content);
+            assert_eq!(h, v["expected_job_hash"].as_str().unwrap(), "{}", v["capture"]);
+        }
+    }
+
+    #[test]
+    fn tampering_fails() {
+        let v = &vectors()["vectors"][0];
+        let mut status = WorkerStatus::parse(v["status"].to_string().as_bytes()).unwrap();
+        status.output_files.values_mut().next().unwrap().sha256 = "00".repeat(32);
+        let e = verify_status_signature(&status, None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::VerificationFailed);
+        let mut anon = WorkerStatus::parse(v["status"].to_string().as_bytes()).unwrap();
+        anon.worker_metadata.signature = None;
+        assert_eq!(verify_status_signature(&anon, None).unwrap_err().code, ErrorCode::VerificationFailed);
+    }
+
+    #[test]
+    fn candidates_cover_the_window() {
+        let c = cpu_candidates(0.03);
+        assert_eq!(c.len(), 10_001);
+        assert_eq!(c[0], "0.03");
+        assert!(c.contains(&"0.025".to_string()) && c.contains(&"0.035".to_string()) && c.contains(&"0.029937".to_string()));
+        assert_eq!(cpu_candidates(0.0)[0], "0");
+    }
+}

@@ -1,0 +1,350 @@
+//! The spec's data types. On wasm32 each also derives `Tsify`, so the `.d.ts`
+//! is generated from these definitions and cannot drift from them.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
+
+/// GPU memory: `'2GB'`, `'512MB'` or a number of megabytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(untagged)]
+pub enum MemorySize {
+    Text(String),
+    Megabytes(f64),
+}
+
+impl MemorySize {
+    /// Megabytes, or an `INVALID_ARGUMENT` error naming the accepted forms.
+    pub fn megabytes(&self) -> Result<f64> {
+        match self {
+            MemorySize::Megabytes(n) if n.is_finite() && *n > 0.0 => Ok(*n),
+            MemorySize::Megabytes(n) => Err(Error::invalid(format!("memory must be a positive number of MB, got {n}"))),
+            MemorySize::Text(s) => parse_size_mb(s),
+        }
+    }
+}
+
+/// `'2GB'`, `'512 MB'`, `'1TB'`, `'64GiB'` -> megabytes.
+pub fn parse_size_mb(s: &str) -> Result<f64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::invalid(format!("size {s:?} is not like '512MB', '2GB' or '1TB'")))?;
+    let mult = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "MB" | "MIB" | "M" => 1.0,
+        "GB" | "GIB" | "G" => 1024.0,
+        "TB" | "TIB" | "T" => 1024.0 * 1024.0,
+        "KB" | "KIB" | "K" => 1.0 / 1024.0,
+        _ => return Err(Error::invalid(format!("size {s:?} has an unknown unit; use MB, GB or TB"))),
+    };
+    if n <= 0.0 {
+        return Err(Error::invalid(format!("size {s:?} must be positive")));
+    }
+    Ok(n * mult)
+}
+
+/// What a job needs of GPUs (spec: `GPURequirements`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(from_wasm_abi, into_wasm_abi))]
+#[serde(rename_all = "camelCase")]
+pub struct GPURequirements {
+    /// `'cuda' | 'opencl' | 'a100' | 'rtx4090' | string`
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "'cuda' | 'opencl' | 'a100' | 'rtx4090' | (string & {})"))]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "string | number"))]
+    pub memory: Option<MemorySize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub count: Option<u32>,
+    /// Compute capability, e.g. 8.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub compute: Option<f64>,
+}
+
+impl GPURequirements {
+    /// Reject what no worker could satisfy, at the builder call.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(m) = &self.memory {
+            m.megabytes().map_err(|e| Error::invalid(format!("gpu.memory: {}", e.message)))?;
+        }
+        if self.count == Some(0) {
+            return Err(Error::invalid("gpu.count must be at least 1 (leave gpu() out for CPU jobs)"));
+        }
+        if let Some(c) = self.compute {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::invalid(format!("gpu.compute must be a positive compute capability like 8.0, got {c}")));
+            }
+        }
+        if let Some(k) = &self.kind {
+            if k.trim().is_empty() {
+                return Err(Error::invalid("gpu.type must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many workers must agree (spec: `ConsensusLevel`, plus any `'k-of-n'`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsensusLevel {
+    /// One worker, nothing checked.
+    None,
+    /// One worker; signature, job hash and output hashes checked.
+    Low,
+    /// k of n workers must return agreeing verified results.
+    Quorum { k: u32, n: u32 },
+}
+
+impl ConsensusLevel {
+    /// Parse `'none' | 'low' | 'medium' | 'high' | 'k-of-n'`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(ConsensusLevel::None),
+            "low" => Ok(ConsensusLevel::Low),
+            "medium" => Ok(ConsensusLevel::Quorum { k: 2, n: 3 }),
+            "high" => Ok(ConsensusLevel::Quorum { k: 3, n: 5 }),
+            other => {
+                let bad = || {
+                    Error::invalid(format!(
+                        "consensus {other:?} is not one of 'none', 'low', 'medium', 'high' or 'k-of-n' (like '2-of-3')"
+                    ))
+                };
+                let (k, n) = other.split_once("-of-").ok_or_else(bad)?;
+                let (k, n): (u32, u32) = (k.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+                if k == 0 || n == 0 || k > n || n > 64 {
+                    return Err(Error::invalid(format!("consensus {other:?}: need 1 <= k <= n <= 64")));
+                }
+                Ok(ConsensusLevel::Quorum { k, n })
+            }
+        }
+    }
+    /// Workers to run on.
+    pub fn workers(self) -> u32 {
+        match self {
+            ConsensusLevel::None | ConsensusLevel::Low => 1,
+            ConsensusLevel::Quorum { n, .. } => n,
+        }
+    }
+    /// Whether results are verified at all.
+    pub fn verifies(self) -> bool {
+        !matches!(self, ConsensusLevel::None)
+    }
+}
+
+impl fmt::Display for ConsensusLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConsensusLevel::None => f.write_str("none"),
+            ConsensusLevel::Low => f.write_str("low"),
+            ConsensusLevel::Quorum { k, n } => write!(f, "{k}-of-{n}"),
+        }
+    }
+}
+
+/// Where a job's result stands (`JobResult.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// What was paid and how (`JobResult.cost`). Without `payment()` the state is `'none'`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentInfo {
+    /// Amount in the token's display units, as given to `payment()` ("0" when unpaid).
+    pub amount: String,
+    /// `'ETH'` or an ERC-20 address/symbol.
+    pub token: String,
+    /// `'none'` (no payment requested), `'pending'`, `'released'`, `'refunded'`.
+    pub state: String,
+    /// Transaction hashes in order (open, release/refund).
+    pub transactions: Vec<String>,
+    /// Gas used by this job's transactions.
+    pub gas_used: u64,
+}
+
+impl PaymentInfo {
+    pub fn none() -> Self {
+        PaymentInfo { amount: "0".into(), token: "ETH".into(), state: "none".into(), transactions: vec![], gas_used: 0 }
+    }
+}
+
+/// A payment requested with `payment(amount, token?)`, validated at the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    pub amount: String,
+    pub token: String,
+}
+
+impl PaymentRequest {
+    pub fn new(amount: &str, token: Option<&str>) -> Result<Self> {
+        let a = amount.trim();
+        let valid = !a.is_empty()
+            && a.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && a.matches('.').count() <= 1
+            && a.chars().any(|c| c.is_ascii_digit() && c != '0');
+        if !valid {
+            return Err(Error::invalid(format!(
+                "payment amount {amount:?} must be a positive decimal string like '0.1' (units of the token)"
+            )));
+        }
+        if a.split('.').nth(1).map_or(0, str::len) > 18 {
+            return Err(Error::invalid(format!("payment amount {amount:?} has more than 18 decimals")));
+        }
+        let token = token.unwrap_or("ETH").trim();
+        let is_addr = token.len() == 42 && token.starts_with("0x") && token[2..].chars().all(|c| c.is_ascii_hexdigit());
+        if !(token.eq_ignore_ascii_case("ETH") || is_addr) {
+            return Err(Error::invalid(format!("payment token {token:?} must be 'ETH' or an ERC-20 contract address (0x + 40 hex)")));
+        }
+        Ok(PaymentRequest { amount: a.to_string(), token: if is_addr { token.to_string() } else { "ETH".into() } })
+    }
+}
+
+/// One output file of a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct OutputFile {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// What was checked about a result (`JobResult.proof`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct Proof {
+    /// True when every check below passed.
+    pub verified: bool,
+    /// The consensus level the result was checked under.
+    pub level: String,
+    /// Base64 Ed25519 key of the worker (null on anonymous workers).
+    pub worker_id: Option<String>,
+    pub signature: Option<String>,
+    /// The exact string the worker signed, when the signature verified.
+    pub signed_string: Option<String>,
+    /// `job_hash` recomputed from what the SDK submitted.
+    pub job_hash: String,
+    /// Each check with its outcome (`'job_hash'`, `'signature'`, `'output:<path>'`).
+    pub checks: Vec<ProofCheck>,
+}
+
+/// One check of a proof.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct ProofCheck {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The result of a job (spec: `JobResult`), plus the fields a user needs to act on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi))]
+#[serde(rename_all = "camelCase")]
+pub struct JobResult {
+    pub id: String,
+    pub status: ResultStatus,
+    /// The job's stdout as bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "Uint8Array"))]
+    pub output: Option<Vec<u8>>,
+    /// stdout then stderr, one entry per line.
+    pub logs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub proof: Option<Proof>,
+    pub cost: PaymentInfo,
+    /// Milliseconds from submit to the end of the job, as seen by the SDK.
+    pub execution_time: f64,
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+    /// The worker that ran it.
+    pub worker: String,
+    pub job_hash: String,
+    pub files: Vec<OutputFile>,
+    /// CPU seconds (2 decimals, as the worker reports it).
+    pub cpu_seconds: f64,
+    pub memory_mb: u64,
+}
+
+/// A cost and time estimate (spec: `JobEstimate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi))]
+#[serde(rename_all = "camelCase")]
+pub struct JobEstimate {
+    /// Workers the job will run on (from its consensus level).
+    pub workers: u32,
+    /// Upper bound of the job's run time in seconds (its timeout).
+    pub max_seconds: f64,
+    /// Bytes that will be uploaded to each worker.
+    pub upload_bytes: u64,
+    /// Interpreter the job will run with.
+    pub interpreter: String,
+    pub entrypoint: String,
+    /// `job_hash` the workers will report.
+    pub job_hash: String,
+    /// The payment that will be locked (`'0'` without `payment()`).
+    pub max_cost: String,
+    pub token: String,
+}
+
+mod opt_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_bytes(b),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<Vec<u8>>::deserialize(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consensus_levels() {
+        assert_eq!(ConsensusLevel::parse("medium").unwrap(), ConsensusLevel::Quorum { k: 2, n: 3 });
+        assert_eq!(ConsensusLevel::parse("3-of-5").unwrap().workers(), 5);
+        assert_eq!(ConsensusLevel::parse("4-of-7").unwrap().to_string(), "4-of-7");
+        for bad in ["", "3-of-2", "0-of-1", "x-of-3", "ultra"] {
+            assert_eq!(ConsensusLevel::parse(bad).unwrap_err().code, crate::ErrorCode::InvalidArgument, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_payments() {
+        assert_eq!(parse_size_mb("2GB").unwrap(), 2048.0);
+        assert_eq!(parse_size_mb("512 MB").unwrap(), 512.0);
+        assert!(parse_size_mb("lots").is_err() && parse_size_mb("2XB").is_err() && parse_size_mb("0GB").is_err());
+        assert_eq!(PaymentRequest::new("0.1", Some("ETH")).unwrap().token, "ETH");
+        assert!(PaymentRequest::new("-1", None).is_err());
+        assert!(PaymentRequest::new("0", None).is_err());
+        assert!(PaymentRequest::new("1e3", None).is_err());
+        assert!(PaymentRequest::new("1", Some("DOGE")).is_err());
+        assert!(PaymentRequest::new("1", Some("0x5FbDB2315678afecb367f032d93F642f64180aa3")).is_ok());
+        let g = GPURequirements { count: Some(0), ..Default::default() };
+        assert!(g.validate().is_err());
+    }
+}
