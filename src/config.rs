@@ -60,22 +60,29 @@ pub struct EscrowConfig {
 /// The SDK's configuration (spec: `SandrunConfig`). Every field is optional; `configure()`
 /// merges a partial config over the current one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SandrunConfig {
     /// A Sandrun worker's base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub api_endpoint: Option<String>,
     /// The registry (broker) URL used by `pool().discover()` and `node()`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub registry_endpoint: Option<String>,
     /// A trustless IPFS gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub ipfs_gateway: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub authentication: Option<AuthConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub defaults: Option<Defaults>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub escrow: Option<EscrowConfig>,
 }
 

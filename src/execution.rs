@@ -242,7 +242,7 @@ impl JobExecution {
             files: status
                 .output_files
                 .iter()
-                .map(|(p, m)| OutputFile { path: p.clone(), size: m.size_bytes, sha256: m.sha256.clone() })
+                .map(|(p, m)| OutputFile { path: p.clone(), size: m.size_bytes, sha256: m.sha256.clone(), bytes: None })
                 .collect(),
             cpu_seconds: meta.cpu_seconds,
             memory_mb: meta.memory_peak_mb,

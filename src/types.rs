@@ -51,7 +51,7 @@ pub fn parse_size_mb(s: &str) -> Result<f64> {
 
 /// What a job needs of GPUs (spec: `GPURequirements`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(from_wasm_abi, into_wasm_abi))]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct GPURequirements {
     /// `'cuda' | 'opencl' | 'a100' | 'rtx4090' | string`
@@ -222,6 +222,10 @@ pub struct OutputFile {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    /// The file's bytes, checked against `sha256` (present after `download()`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "Uint8Array"))]
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// What was checked about a result (`JobResult.proof`).
@@ -256,7 +260,7 @@ pub struct ProofCheck {
 
 /// The result of a job (spec: `JobResult`), plus the fields a user needs to act on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi))]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct JobResult {
     pub id: String,
@@ -287,7 +291,7 @@ pub struct JobResult {
 
 /// A cost and time estimate (spec: `JobEstimate`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify), tsify(into_wasm_abi))]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct JobEstimate {
     /// Workers the job will run on (from its consensus level).

@@ -78,7 +78,7 @@ pub fn load_or_create_key(path: &Path) -> io::Result<SigningKey> {
     let key = SigningKey::generate(&mut rand_core::OsRng);
     let pem = key
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map_err(|e| io::Error::new(io::ErrorKind::Other, e.to_string()))?;
+        .map_err(|e| io::Error::other(e.to_string()))?;
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     // Write to a temp name and rename so a concurrent start never reads half a key.

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Escapes bytes the way the reference worker does: one `\u00XX` per byte for bytes
-/// >= 0x80 and control bytes, short escapes for `"` `\\` `\n` `\r` `\t` `\b` `\f`.
+/// from 0x80 up and for control bytes, short escapes for `"` `\\` `\n` `\r` `\t` `\b` `\f`.
 /// The reference escapes per *byte*, so UTF-8 text arrives double-encoded; SDKs undo it.
 pub fn json_escape_bytes(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() + 8);
@@ -18,7 +18,7 @@ pub fn json_escape_bytes(b: &[u8]) -> String {
             b'\t' => s.push_str("\\t"),
             0x08 => s.push_str("\\b"),
             0x0c => s.push_str("\\f"),
-            c if c < 0x20 || c >= 0x80 => {
+            c if !(0x20..0x80).contains(&c) => {
                 let _ = write!(s, "\\u{:04x}", c);
             }
             c => s.push(c as char),

@@ -833,7 +833,7 @@ impl Worker {
         if target.is_dir() {
             return err(404, "File not found");
         }
-        match std::fs::read(&target) {
+        match tokio::task::block_in_place(|| std::fs::read(&target)) {
             Ok(data) => {
                 let name = target.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
                 worker_response(
@@ -888,7 +888,8 @@ impl Worker {
             }
         }
         let staging = self.jobs_dir.join(format!(".staging-{}", self.counter.load(Ordering::SeqCst) + rand_suffix()));
-        let res = self.stage(&staging, &parts);
+        // File writes and archive extraction can take a while for big uploads.
+        let res = tokio::task::block_in_place(|| self.stage(&staging, &parts));
         let m = match res {
             Ok(m) => m,
             Err(e) => {

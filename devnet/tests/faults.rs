@@ -9,7 +9,7 @@ const WRITER: &str = "open('out.txt','w').write('result data 42\\n')\nprint('wro
 #[test]
 fn fault_modes() {
     let d = Devnet::start(&[
-        "--workers", "6", "--no-rate-limit", "--slow-ms", "400",
+        "--workers", "6", "--no-rate-limit", "--slow-ms", "800",
         "--fault", "0=wrong-output", "--fault", "1=bad-signature", "--fault", "2=anonymous",
         "--fault", "3=slow", "--fault", "4=crash", "--fault", "5=429",
     ]);
@@ -53,10 +53,10 @@ fn fault_modes() {
     let w = d.w(3);
     let t = Instant::now();
     assert_eq!(get(w, "/health").status, 200);
-    assert!(t.elapsed() >= Duration::from_millis(400));
+    assert!(t.elapsed() >= Duration::from_millis(800));
     let t = Instant::now();
     get(w, "/_devnet/jobs");
-    assert!(t.elapsed() < Duration::from_millis(300));
+    assert!(t.elapsed() < Duration::from_millis(600));
 
     // crash: the worker process exits mid-job.
     let w = d.w(4);
@@ -96,6 +96,6 @@ fn fault_modes() {
     request(w, "POST", "/_devnet/fault", &[], br#"{"mode":"slow"}"#);
     let t = Instant::now();
     get(w, "/health");
-    assert!(t.elapsed() >= Duration::from_millis(400));
+    assert!(t.elapsed() >= Duration::from_millis(800));
     assert_eq!(get(w, "/_devnet/jobs").json()["accepted"], 2);
 }

@@ -115,7 +115,7 @@ fn endpoints_layouts_and_hello_job() {
 
 #[test]
 fn statuses_and_execution() {
-    let d = Devnet::start(&["--workers", "1", "--no-rate-limit", "--job-timeout", "1.5", "--cpu-limit", "1", "--concurrency", "2"]);
+    let d = Devnet::start(&["--workers", "1", "--no-rate-limit", "--job-timeout", "3", "--cpu-limit", "1", "--concurrency", "2"]);
     let w = d.w(0);
 
     let fail = py(w, "import sys\nprint(\"about to fail\")\nprint(\"boom\", file=sys.stderr)\nsys.exit(1)\n");

@@ -1,0 +1,132 @@
+//! Conversions between JS values and core types, and the error mapping.
+
+use super::Host;
+use crate::config::SandrunConfig;
+use crate::error::{Error, ErrorCode};
+use crate::execution::Finished;
+use crate::job::JobBuilder as CoreJob;
+use crate::types::JobResult;
+use js_sys::{Reflect, Uint8Array};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::cell::RefCell;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+thread_local! {
+    static HOST: RefCell<Option<Host>> = const { RefCell::new(None) };
+}
+
+pub fn set_host(h: Host) {
+    HOST.with(|c| *c.borrow_mut() = Some(h));
+}
+
+pub fn host() -> Result<Host, JsValue> {
+    HOST.with(|c| c.borrow().clone())
+        .ok_or_else(|| JsValue::from_str("@sandrun/wasm is not initialized: in browsers, `await init()` once before use"))
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(method, js_name = makeError)]
+    fn make_error(this: &Host, code: &str, message: &str, extra: JsValue) -> JsValue;
+}
+
+/// Core error -> a `SandrunError` instance (the class lives in the package's JS).
+pub fn err(e: Error) -> JsValue {
+    let extra = js_sys::Object::new();
+    let set = |k: &str, v: JsValue| {
+        let _ = Reflect::set(&extra, &JsValue::from_str(k), &v);
+    };
+    if let Some(s) = e.status {
+        set("status", JsValue::from(s));
+    }
+    if let Some(ms) = e.retry_after_ms {
+        set("retryAfterMs", JsValue::from(ms as f64));
+    }
+    if let Some(c) = &e.cause {
+        set("cause", JsValue::from_str(c));
+    }
+    if let Some(d) = &e.details {
+        set("details", to_js(d).unwrap_or(JsValue::NULL));
+    }
+    match host() {
+        Ok(h) => h.make_error(e.code.as_str(), &e.message, extra.into()),
+        Err(_) => JsValue::from_str(&e.to_string()),
+    }
+}
+
+pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, JsValue> {
+    v.serialize(&serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true).serialize_missing_as_null(false))
+        .map_err(|e| err(Error::new(ErrorCode::MalformedResponse, format!("cannot convert a value to JS: {e}"))))
+}
+
+/// A JS argument -> a core type, with an `INVALID_ARGUMENT` that names the method.
+pub fn from_js<T: DeserializeOwned>(v: JsValue, what: &str) -> Result<T, JsValue> {
+    serde_wasm_bindgen::from_value(v).map_err(|e| err(Error::invalid(format!("{what}: {e}"))))
+}
+
+pub fn config(v: Option<JsValue>) -> Result<SandrunConfig, JsValue> {
+    match v {
+        None => Ok(SandrunConfig::default()),
+        Some(v) if v.is_undefined() || v.is_null() => Ok(SandrunConfig::default()),
+        Some(v) => {
+            if !v.is_object() {
+                return Err(err(Error::invalid("the config must be an object like { apiEndpoint: 'http://127.0.0.1:7700' }")));
+            }
+            from_js(v, "SandrunConfig")
+        }
+    }
+}
+
+pub enum Code {
+    Bytes(Vec<u8>),
+    Blob,
+}
+
+/// string | Uint8Array | Blob, checked now.
+pub fn code(v: &JsValue) -> Result<Code, JsValue> {
+    if let Some(s) = v.as_string() {
+        return Ok(Code::Bytes(s.into_bytes()));
+    }
+    if v.is_instance_of::<Uint8Array>() {
+        return Ok(Code::Bytes(Uint8Array::new(v).to_vec()));
+    }
+    let is_blob = Reflect::get(v, &"arrayBuffer".into()).map(|f| f.is_function()).unwrap_or(false)
+        && Reflect::get(v, &"size".into()).ok().and_then(|s| s.as_f64()).is_some();
+    if is_blob {
+        if Reflect::get(v, &"size".into()).ok().and_then(|s| s.as_f64()) == Some(0.0) {
+            return Err(err(Error::invalid("code() got an empty Blob/File")));
+        }
+        return Ok(Code::Blob);
+    }
+    Err(err(Error::invalid("code() takes a string, a Uint8Array (or Buffer), or a Blob/File")))
+}
+
+/// Read a Blob/File given to `code()`; a File's name becomes the entrypoint.
+pub async fn read_blob_into(job: &CoreJob, blob: &JsValue) -> Result<CoreJob, JsValue> {
+    let f: js_sys::Function = Reflect::get(blob, &"arrayBuffer".into())?.into();
+    let buf = JsFuture::from(js_sys::Promise::from(f.call0(blob)?)).await?;
+    let bytes = Uint8Array::new(&buf).to_vec();
+    let mut j = job.code(bytes).map_err(err)?;
+    if let Some(name) = Reflect::get(blob, &"name".into())?.as_string().filter(|n| !n.is_empty()) {
+        if job.spec().entrypoint.is_none() {
+            j = j.entrypoint(&name).map_err(err)?;
+        }
+        if job.spec().interpreter.is_none() {
+            if let Some(i) = crate::job::prepare::interpreter_for_extension(&name) {
+                j = j.interpreter(i).map_err(err)?;
+            }
+        }
+    }
+    Ok(j)
+}
+
+/// A result whose `files` carry their bytes.
+pub fn with_bytes(f: Finished) -> JobResult {
+    let mut r = f.result;
+    for of in r.files.iter_mut() {
+        of.bytes = f.files.iter().find(|(p, _)| *p == of.path).map(|(_, b)| b.to_vec());
+    }
+    r
+}

@@ -1,0 +1,261 @@
+//! The `#[wasm_bindgen]` facade: JS classes over the core. Each method converts its
+//! input, calls the core, converts the output and maps the error; nothing else.
+
+mod convert;
+
+use crate::config::SandrunConfig;
+use crate::execution::{JobExecution as CoreExecution, LogStream as CoreLogStream};
+use crate::job::JobBuilder as CoreJob;
+use crate::platform::js::{Host, JsPlatform};
+use crate::Sandrun as CoreSandrun;
+use convert::{err, from_js, host, to_js, Code};
+use js_sys::Promise;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+pub use convert::set_host;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS: &str = r#"
+/** How many workers must agree: `'none'` (1 worker, unchecked), `'low'` (1 worker,
+ * signature and hashes checked), `'medium'` (2-of-3), `'high'` (3-of-5), or any `'k-of-n'`. */
+export type ConsensusLevel = 'none' | 'low' | 'medium' | 'high' | '2-of-3' | '3-of-5' | `${number}-of-${number}`;
+/** Where a job stands. */
+export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+/** One piece of a job's log. */
+export interface LogChunk { stream: 'stdout' | 'stderr' | 'status'; text: string }
+/** Stable codes of `SandrunError.code`. */
+export type ErrorCode = 'INVALID_ARGUMENT' | 'HTTP_STATUS' | 'RATE_LIMITED' | 'NETWORK' | 'TIMEOUT' | 'JOB_FAILED' | 'JOB_NOT_FOUND' | 'VERIFICATION_FAILED' | 'CONSENSUS_NOT_REACHED' | 'USER_REJECTED' | 'CANCELLED' | 'MALFORMED_RESPONSE' | 'UNSUPPORTED' | 'IO' | 'PLUGIN_FAILED';
+/** Code for `JobBuilder.code()`: text, bytes, or a Blob/File (a File's name becomes the entrypoint). */
+export type CodeSource = string | Uint8Array | Blob;
+"#;
+
+/// The entry point: `Sandrun.create(config?)`.
+#[wasm_bindgen(js_name = Sandrun)]
+pub struct JsSandrun {
+    core: CoreSandrun,
+}
+
+#[wasm_bindgen(js_class = Sandrun)]
+impl JsSandrun {
+    /// A client for `config` (every field optional; defaults to the local devnet).
+    pub fn create(#[wasm_bindgen(unchecked_param_type = "SandrunConfig")] config: Option<JsValue>) -> Result<JsSandrun, JsValue> {
+        let config: SandrunConfig = convert::config(config)?;
+        let core = CoreSandrun::new(config, Rc::new(JsPlatform::new(host()?))).map_err(err)?;
+        Ok(JsSandrun { core })
+    }
+
+    /// A new client with `partial` merged over this one's config.
+    pub fn configure(&self, #[wasm_bindgen(unchecked_param_type = "Partial<SandrunConfig>")] partial: JsValue) -> Result<JsSandrun, JsValue> {
+        let partial = convert::config(Some(partial))?;
+        Ok(JsSandrun { core: self.core.configure(&partial).map_err(err)? })
+    }
+
+    /// The effective configuration.
+    #[wasm_bindgen(getter, unchecked_return_type = "SandrunConfig")]
+    pub fn config(&self) -> Result<JsValue, JsValue> {
+        to_js(self.core.config())
+    }
+
+    /// A new, empty job.
+    pub fn job(&self) -> JobBuilder {
+        JobBuilder { client: self.core.clone(), core: CoreJob::new(), blob: None }
+    }
+}
+
+/// An immutable job description: every method returns a new builder.
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct JobBuilder {
+    client: CoreSandrun,
+    core: CoreJob,
+    /// A Blob given to `code()`, read at submit (reading a Blob is asynchronous).
+    blob: Option<JsValue>,
+}
+
+impl JobBuilder {
+    fn next(&self, core: crate::Result<CoreJob>) -> Result<JobBuilder, JsValue> {
+        Ok(JobBuilder { client: self.client.clone(), core: core.map_err(err)?, blob: self.blob.clone() })
+    }
+
+    /// The core job with a pending Blob read in.
+    async fn resolved(self) -> Result<CoreJob, JsValue> {
+        match &self.blob {
+            None => Ok(self.core),
+            Some(b) => convert::read_blob_into(&self.core, b).await,
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl JobBuilder {
+    /// The code to run: a string, bytes, or a Blob/File. See the README for how the
+    /// interpreter is chosen.
+    pub fn code(&self, #[wasm_bindgen(unchecked_param_type = "CodeSource")] source: JsValue) -> Result<JobBuilder, JsValue> {
+        match convert::code(&source)? {
+            Code::Bytes(b) => Ok(JobBuilder { blob: None, ..self.next(self.core.code(b))? }),
+            Code::Blob => Ok(JobBuilder { blob: Some(source), ..self.clone() }),
+        }
+    }
+    /// A script file (Node: a path, with its directory's files) or a URL (browser).
+    pub fn script(&self, path: &str) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.script(path))
+    }
+    /// A repository archive at `ref` (`https://github.com/owner/repo`, or a .tar.gz URL).
+    pub fn repository(&self, url: &str, r#ref: Option<String>) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.repository(url, r#ref.as_deref()))
+    }
+    /// GPU requirements.
+    pub fn gpu(&self, #[wasm_bindgen(unchecked_param_type = "GPURequirements")] requirements: JsValue) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.gpu(from_js(requirements, "gpu()")?))
+    }
+    /// Memory limit in megabytes.
+    pub fn memory(&self, mb: f64) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.memory(mb))
+    }
+    /// Timeout in seconds, enforced by the SDK.
+    pub fn timeout(&self, seconds: f64) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.timeout(seconds))
+    }
+    /// Environment variables for the job.
+    pub fn environment(&self, #[wasm_bindgen(unchecked_param_type = "Record<string, string>")] vars: JsValue) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.environment(from_js(vars, "environment()")?))
+    }
+    /// Command-line arguments.
+    pub fn args(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] args: JsValue) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.args(from_js(args, "args()")?))
+    }
+    /// Pay `amount` of `token` (default `'ETH'`) into escrow for this job.
+    pub fn payment(&self, amount: &str, token: Option<String>) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.payment(amount, token.as_deref()))
+    }
+    /// How many workers must agree, and whether results are verified.
+    pub fn consensus(&self, #[wasm_bindgen(unchecked_param_type = "ConsensusLevel")] level: &str) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.consensus(level))
+    }
+    /// The interpreter: `'python3' | 'node' | 'bash' | 'sh'` (SDK extension).
+    pub fn interpreter(&self, #[wasm_bindgen(unchecked_param_type = "'python3' | 'node' | 'bash' | 'sh'")] name: &str) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.interpreter(name))
+    }
+    /// The file to run, relative to the job directory (SDK extension).
+    pub fn entrypoint(&self, path: &str) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.entrypoint(path))
+    }
+    /// An extra input file (SDK extension).
+    pub fn file(&self, path: &str, #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] content: JsValue) -> Result<JobBuilder, JsValue> {
+        match convert::code(&content)? {
+            Code::Bytes(b) => self.next(self.core.file(path, b)),
+            Code::Blob => Err(err(crate::Error::invalid("file() takes a string or Uint8Array"))),
+        }
+    }
+    /// Output patterns to keep: `*`, `*.ext`, `prefix*`, `dir/*`, names (SDK extension).
+    pub fn outputs(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] patterns: JsValue) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.outputs(from_js(patterns, "outputs()")?))
+    }
+    /// Submit the job; resolves once a worker accepted it.
+    #[wasm_bindgen(unchecked_return_type = "Promise<JobExecution>")]
+    pub fn submit(&self) -> Promise {
+        let this = self.clone();
+        future_to_promise(async move {
+            let client = this.client.clone();
+            let job = this.resolved().await?;
+            Ok(JobExecution { core: client.submit(&job).await.map_err(err)? }.into())
+        })
+    }
+    /// Workers, time bound, upload size, job hash and cost bound, without submitting.
+    #[wasm_bindgen(unchecked_return_type = "Promise<JobEstimate>")]
+    pub fn estimate(&self) -> Promise {
+        let this = self.clone();
+        future_to_promise(async move {
+            let client = this.client.clone();
+            let job = this.resolved().await?;
+            to_js(&client.estimate(&job).await.map_err(err)?)
+        })
+    }
+}
+
+/// A submitted job.
+#[wasm_bindgen]
+pub struct JobExecution {
+    core: CoreExecution,
+}
+
+#[wasm_bindgen]
+impl JobExecution {
+    /// The worker's job id (unique together with `worker`).
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.core.id().to_string()
+    }
+    /// Last known status.
+    #[wasm_bindgen(getter, unchecked_return_type = "JobStatus")]
+    pub fn status(&self) -> String {
+        self.core.status()
+    }
+    /// The worker's base URL.
+    #[wasm_bindgen(getter)]
+    pub fn worker(&self) -> String {
+        self.core.worker().to_string()
+    }
+    /// Wait for the end; the result is checked as the job's consensus level asks.
+    #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
+    pub fn wait(&self) -> Promise {
+        let core = self.core.clone();
+        future_to_promise(async move { to_js(&core.wait().await.map_err(err)?) })
+    }
+    /// The live log, as an async iterable of chunks.
+    #[wasm_bindgen(unchecked_return_type = "Promise<LogStream>")]
+    pub fn logs(&self) -> Promise {
+        let stream: JsValue = LogStream { core: Rc::new(self.core.logs()) }.into();
+        Promise::resolve(&stream)
+    }
+    /// Stop waiting: `wait()` rejects with `CANCELLED`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn cancel(&self) -> Promise {
+        self.core.cancel();
+        future_to_promise(async { Ok(JsValue::UNDEFINED) })
+    }
+    /// Wait, then fetch every output file, checked against its signed sha256.
+    #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
+    pub fn download(&self) -> Promise {
+        let core = self.core.clone();
+        future_to_promise(async move { to_js(&convert::with_bytes(core.download().await.map_err(err)?)) })
+    }
+    /// Node: download and write every output file under `path` (nothing outside it).
+    #[wasm_bindgen(js_name = downloadTo, unchecked_return_type = "Promise<void>")]
+    pub fn download_to(&self, path: String) -> Promise {
+        let core = self.core.clone();
+        future_to_promise(async move {
+            core.download_to(&path).await.map_err(err)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+/// A job's log: `for await (const chunk of await execution.logs())`.
+#[wasm_bindgen]
+pub struct LogStream {
+    core: Rc<CoreLogStream>,
+}
+
+#[wasm_bindgen]
+impl LogStream {
+    /// The next chunk, or `undefined` at the end.
+    #[wasm_bindgen(js_name = nextChunk, unchecked_return_type = "Promise<LogChunk | undefined>")]
+    pub fn next_chunk(&self) -> Promise {
+        let core = self.core.clone();
+        future_to_promise(async move {
+            match core.next().await.map_err(err)? {
+                Some(c) => to_js(&c),
+                None => Ok(JsValue::UNDEFINED),
+            }
+        })
+    }
+}
+
+/// Installs the host object. Called by the package's entry modules, not by users.
+#[wasm_bindgen(js_name = __setHost)]
+pub fn install_host(h: Host) {
+    set_host(h);
+}
