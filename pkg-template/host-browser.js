@@ -4,8 +4,14 @@ import { makeError, hostFailure } from './errors.js';
 
 const FORBIDDEN = new Set(['content-length', 'host', 'connection']);
 
-async function request(method, url, headers, body, timeoutMs) {
+function request(method, url, headers, body, timeoutMs) {
   const ctrl = new AbortController();
+  const promise = send(ctrl, method, url, headers, body, timeoutMs);
+  promise.catch(() => {});
+  return { promise, cancel: () => ctrl.abort() };
+}
+
+async function send(ctrl, method, url, headers, body, timeoutMs) {
   const timer = timeoutMs > 0 ? setTimeout(() => ctrl.abort(), timeoutMs) : undefined;
   try {
     const h = new Headers();
@@ -45,7 +51,7 @@ const unsupported = (what) => () => Promise.reject(hostFailure('unsupported', `$
 export const browserHost = {
   request,
   websocket,
-  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  timer: (ms) => { let id; const promise = new Promise((r) => { id = setTimeout(r, ms); }); return { promise, cancel: () => clearTimeout(id) }; },
   now: () => performance.now(),
   readFile: unsupported('reading local files'),
   readDir: unsupported('listing local directories'),

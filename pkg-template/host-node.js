@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { makeError, hostFailure } from './errors.js';
 
 function request(method, url, headers, body, timeoutMs) {
-  return new Promise((resolve, reject) => {
+  let req;
+  const promise = new Promise((resolve, reject) => {
     let u;
     try { u = new URL(url); } catch { return reject(hostFailure('network', `not a URL: ${url}`)); }
     const mod = u.protocol === 'https:' ? https : u.protocol === 'http:' ? http : null;
@@ -17,7 +18,7 @@ function request(method, url, headers, body, timeoutMs) {
     const h = {};
     for (const [k, v] of headers) h[k] = v;
     if (body.length > 0 || method === 'POST') h['Content-Length'] = String(body.length);
-    const req = mod.request(u, { method, headers: h, agent: false }, (res) => {
+    req = mod.request(u, { method, headers: h, agent: false }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('error', (e) => reject(hostFailure('network', `${method} ${url}: ${e.message}`)));
@@ -37,6 +38,8 @@ function request(method, url, headers, body, timeoutMs) {
     req.on('error', (e) => reject(hostFailure(e.sandrunTimeout ? 'timeout' : 'network', `${method} ${url}: ${e.code === 'ECONNREFUSED' ? 'connection refused (is the server running?)' : e.message}`)));
     req.end(body.length > 0 ? Buffer.from(body.buffer, body.byteOffset, body.length) : undefined);
   });
+  promise.catch(() => {});
+  return { promise, cancel: () => req?.destroy() };
 }
 
 /** A minimal WebSocket client for `/stream/{id}`: text frames in, text frames out. */
@@ -96,7 +99,7 @@ const io = (what, p) => p.catch((e) => { throw hostFailure('io', `${what}: ${e.m
 export const nodeHost = {
   request,
   websocket,
-  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  timer: (ms) => { let id; const promise = new Promise((r) => { id = setTimeout(r, ms); }); return { promise, cancel: () => clearTimeout(id) }; },
   now: () => performance.now(),
   readFile: (p) => io(`cannot read ${p}`, fs.readFile(p).then((b) => new Uint8Array(b.buffer, b.byteOffset, b.length))),
   readDir: (p) => io(`cannot list ${p}`, fs.readdir(p, { withFileTypes: true }).then((es) => es.map((e) => [e.name, e.isDirectory()]))),

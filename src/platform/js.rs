@@ -15,10 +15,13 @@ extern "C" {
     /// The host object (see `pkg-template/host-*.js`).
     #[derive(Clone)]
     pub type Host;
+    /// `{ promise, cancel }`; `cancel()` aborts the request (the SDK dropped it).
     #[wasm_bindgen(method, catch)]
-    fn request(this: &Host, method: &str, url: &str, headers: Array, body: Uint8Array, timeout_ms: f64) -> std::result::Result<Promise, JsValue>;
+    fn request(this: &Host, method: &str, url: &str, headers: Array, body: Uint8Array, timeout_ms: f64) -> std::result::Result<JsValue, JsValue>;
+    /// `{ promise, cancel }`: a timer that `cancel()` stops, so an abandoned wait
+    /// does not keep a Node process alive.
     #[wasm_bindgen(method)]
-    fn sleep(this: &Host, ms: f64) -> Promise;
+    fn timer(this: &Host, ms: f64) -> JsValue;
     #[wasm_bindgen(method)]
     fn now(this: &Host) -> f64;
     #[wasm_bindgen(method, catch)]
@@ -80,9 +83,11 @@ impl Platform for JsPlatform {
             for (k, v) in &req.headers {
                 headers.push(&Array::of2(&JsValue::from_str(k), &JsValue::from_str(v)));
             }
-            let what = format!("{} {}", req.method, req.url);
+            // Host messages already name the method and URL.
+            let what = "request failed";
             let body = Uint8Array::from(&req.body[..]);
-            let v = await_promise(self.host.request(&req.method, &req.url, headers, body, req.timeout_ms as f64), &what).await?;
+            let handle = self.host.request(&req.method, &req.url, headers, body, req.timeout_ms as f64).map_err(|e| host_error(e, what))?;
+            let v = Cancellable::new(&handle).await.map_err(|e| host_error(e, what))?;
             let status = prop(&v, "status").as_f64().unwrap_or(0.0) as u16;
             let mut out_headers = Vec::new();
             for h in Array::from(&prop(&v, "headers")).iter() {
@@ -94,9 +99,10 @@ impl Platform for JsPlatform {
         })
     }
     fn sleep(&self, ms: u64) -> LocalFuture<'_, ()> {
-        let p = self.host.sleep(ms as f64);
+        let t = self.host.timer(ms as f64);
+        let fut = Cancellable::new(&t);
         Box::pin(async move {
-            let _ = JsFuture::from(p).await;
+            let _ = fut.await;
         })
     }
     fn now_ms(&self) -> f64 {
@@ -139,6 +145,41 @@ impl Platform for JsPlatform {
             await_promise(self.host.write_file(&path, bytes), &format!("write {path}")).await?;
             Ok(())
         })
+    }
+}
+
+/// A host operation `{ promise, cancel }` whose `cancel()` runs if it is dropped
+/// before it settled (a timed-out race, a cancelled job).
+struct Cancellable {
+    fut: JsFuture,
+    cancel: JsValue,
+    done: bool,
+}
+
+impl Cancellable {
+    fn new(handle: &JsValue) -> Self {
+        Cancellable { fut: JsFuture::from(Promise::from(prop(handle, "promise"))), cancel: prop(handle, "cancel"), done: false }
+    }
+}
+
+impl std::future::Future for Cancellable {
+    type Output = std::result::Result<JsValue, JsValue>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let r = std::pin::Pin::new(&mut self.fut).poll(cx);
+        if r.is_ready() {
+            self.done = true;
+        }
+        r
+    }
+}
+
+impl Drop for Cancellable {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(f) = self.cancel.dyn_ref::<js_sys::Function>() {
+                let _ = f.call0(&JsValue::NULL);
+            }
+        }
     }
 }
 
