@@ -14,8 +14,10 @@ function request(method, url, headers, body, timeoutMs) {
 async function send(ctrl, method, url, headers, body, timeoutMs) {
   const timer = timeoutMs > 0 ? setTimeout(() => ctrl.abort(), timeoutMs) : undefined;
   try {
-    const h = new Headers();
-    for (const [k, v] of headers) if (!FORBIDDEN.has(k.toLowerCase())) h.set(k, v);
+    // Pairs, not a Headers object: Chromium lowercases names set on a Headers object,
+    // and a reference worker reads only `Content-Type` spelled exactly so.
+    const h = [];
+    for (const [k, v] of headers) if (!FORBIDDEN.has(k.toLowerCase())) h.push([k, v]);
     const res = await fetch(url, { method, headers: h, body: method === 'GET' ? undefined : body, signal: ctrl.signal });
     const buf = new Uint8Array(await res.arrayBuffer());
     return { status: res.status, headers: [...res.headers.entries()], body: buf };

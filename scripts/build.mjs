@@ -1,6 +1,6 @@
 // npm run build: Rust -> wasm32 -> wasm-bindgen -> wasm-opt -> pkg/ (the npm package).
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -75,4 +75,8 @@ declare module './sandrun_wasm.js' {
 /** Browsers: load the wasm once (idempotent). Node: a no-op. */
 export default function init(input?: string | URL | Request | Response | BufferSource | WebAssembly.Module): Promise<void>;
 `);
+// Let the repo's tests and examples import the package by its name, as users do.
+mkdirSync(join(root, 'node_modules/@sandrun'), { recursive: true });
+rmSync(join(root, 'node_modules/@sandrun/wasm'), { recursive: true, force: true });
+symlinkSync('../../pkg', join(root, 'node_modules/@sandrun/wasm'), 'dir');
 console.log(`built ${pkg}: ${values.size} classes/functions, ${types.size} types`);

@@ -334,15 +334,16 @@ import(url.pathToFileURL(entry).href).catch((e) => { console.error(e); process.e
         }
         _ => (
             "_sandrun_env.py".into(),
-            "# Written by @sandrun/wasm: sets the job's environment, then runs its entrypoint.\n\
-import json, os, runpy, sys\n\
-here = os.path.dirname(os.path.abspath(__file__))\n\
-with open(os.path.join(here, '_sandrun_env.json'), encoding='utf-8') as f:\n\
-    spec = json.load(f)\n\
-os.environ.update(spec['env'])\n\
-sys.argv = [spec['entrypoint']] + sys.argv[1:]\n\
-runpy.run_path(os.path.join(here, spec['entrypoint']), run_name='__main__')\n"
-                .into(),
+            r#"# Written by @sandrun/wasm: sets the job's environment, then runs its entrypoint.
+import json, os, runpy, sys
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, '_sandrun_env.json'), encoding='utf-8') as f:
+    spec = json.load(f)
+os.environ.update(spec['env'])
+sys.argv = [spec['entrypoint']] + sys.argv[1:]
+runpy.run_path(os.path.join(here, spec['entrypoint']), run_name='__main__')
+"#
+            .into(),
             Some(("_sandrun_env.json".into(), data)),
         ),
     }

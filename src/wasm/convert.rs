@@ -74,9 +74,28 @@ pub fn config(v: Option<JsValue>) -> Result<SandrunConfig, JsValue> {
             if !v.is_object() {
                 return Err(err(Error::invalid("the config must be an object like { apiEndpoint: 'http://127.0.0.1:7700' }")));
             }
+            check_keys(&v, CONFIG_KEYS, "SandrunConfig")?;
+            let defaults = Reflect::get(&v, &"defaults".into())?;
+            if defaults.is_object() {
+                check_keys(&defaults, &["timeout", "retries", "consensus"], "SandrunConfig.defaults")?;
+            }
             from_js(v, "SandrunConfig")
         }
     }
+}
+
+const CONFIG_KEYS: &[&str] = &["apiEndpoint", "registryEndpoint", "ipfsGateway", "authentication", "defaults", "escrow", "web3Provider"];
+
+/// serde-wasm-bindgen reads only the fields a struct declares, so a misspelt option
+/// would be ignored silently; name it instead.
+pub fn check_keys(v: &JsValue, allowed: &[&str], what: &str) -> Result<(), JsValue> {
+    for k in js_sys::Object::keys(v.unchecked_ref::<js_sys::Object>()).iter() {
+        let k = k.as_string().unwrap_or_default();
+        if !allowed.contains(&k.as_str()) {
+            return Err(err(Error::invalid(format!("{what} has no option {k:?}; the options are {}", allowed.join(", ")))));
+        }
+    }
+    Ok(())
 }
 
 pub enum Code {

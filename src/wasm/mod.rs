@@ -108,6 +108,9 @@ impl JobBuilder {
     }
     /// GPU requirements.
     pub fn gpu(&self, #[wasm_bindgen(unchecked_param_type = "GPURequirements")] requirements: JsValue) -> Result<JobBuilder, JsValue> {
+        if requirements.is_object() {
+            convert::check_keys(&requirements, &["type", "memory", "count", "compute"], "gpu()")?;
+        }
         self.next(self.core.gpu(from_js(requirements, "gpu()")?))
     }
     /// Memory limit in megabytes.

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# npm run bench: the devnet benchmark (bench/devnet.sh), then the SDK benchmark
+# (bench/sdk.mjs), each printing its table with baselines measured in the same run.
+# Builds what is missing: pkg/ (node scripts/build.mjs) and the release devnet binary
+# (bench/devnet.sh runs `cargo build --release -p sandrun-devnet`; a no-op when fresh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -f pkg/index.node.js ] || [ ! -f pkg/sandrun_wasm_bg.wasm ]; then
+  echo "pkg/ is missing: building it (node scripts/build.mjs)" >&2
+  node scripts/build.mjs >&2
+fi
+
+echo "## sandrun-devnet"
+echo
+bash bench/devnet.sh
+echo
+echo "## @sandrun/wasm"
+echo
+SANDRUN_DEVNET_BIN=target/release/sandrun-devnet node bench/sdk.mjs

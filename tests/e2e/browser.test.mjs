@@ -1,0 +1,406 @@
+// End-to-end test of @sandrun/wasm in headless Chromium.
+//
+//   node --test tests/e2e/
+//
+// Serves pkg/ and a small test page from a node:http server on 127.0.0.1 (random port),
+// opens the page in /usr/bin/chromium (playwright-core), and runs real jobs on a local
+// devnet from inside the page. The workers listen on other ports than the page, so every
+// SDK request is cross-origin (reference workers answer no CORS preflight).
+//
+// Devnet: if SANDRUN_DEVNET holds the devnet's JSON line, that devnet is used; otherwise
+// target/debug/sandrun-devnet is started here (SANDRUN_DEVNET_BIN overrides the path) and
+// killed in after(). CHROMIUM overrides the browser path; SANDRUN_E2E_PKG serves another
+// built package directory instead of pkg/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { once } from 'node:events';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const PKG = path.resolve(process.env.SANDRUN_E2E_PKG ?? path.join(ROOT, 'pkg'));
+const DEVNET_BIN = process.env.SANDRUN_DEVNET_BIN ?? path.join(ROOT, 'target/debug/sandrun-devnet');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+  '.ts': 'text/plain; charset=utf-8',
+  '.md': 'text/markdown; charset=utf-8',
+};
+
+// The page loads the package exactly as a user would, then exposes it on window.
+const PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><title>sandrun e2e</title></head>
+<body>
+<script type="module">
+  try {
+    const mod = await import('/pkg/index.browser.js');
+    await mod.default();
+    window.sdk = mod;
+    window.__ready = 'ok';
+  } catch (e) {
+    window.__ready = 'error: ' + (e && e.stack || e);
+  }
+</script>
+</body></html>`;
+
+let devnet; // { workers: [{url, worker_id}], registry }
+let devnetProc; // only when started here
+let devnetDir;
+let devnetStderr = '';
+let server;
+let pageOrigin;
+const served = []; // [path, status, content-type]
+let context;
+let profileDir;
+let page;
+const pageErrors = [];
+const consoleErrors = [];
+
+async function startDevnet() {
+  if (process.env.SANDRUN_DEVNET) return JSON.parse(process.env.SANDRUN_DEVNET);
+  if (!existsSync(DEVNET_BIN)) throw new Error(`devnet binary not found: ${DEVNET_BIN} (cargo build -p sandrun-devnet)`);
+  devnetDir = await mkdtemp(path.join(tmpdir(), 'sandrun-e2e-devnet-'));
+  devnetProc = spawn(DEVNET_BIN, ['--workers', '2', '--json', '--no-rate-limit', '--data-dir', devnetDir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  devnetProc.stderr.setEncoding('utf8');
+  devnetProc.stderr.on('data', (d) => {
+    devnetStderr = (devnetStderr + d).slice(-8000);
+  });
+  devnetProc.stdout.setEncoding('utf8');
+  return await new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`devnet not ready after 30 s; stderr:\n${devnetStderr}`)), 30_000);
+    const onData = (d) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      devnetProc.stdout.off('data', onData);
+      devnetProc.stdout.resume(); // keep draining
+      try {
+        resolve(JSON.parse(buf.slice(0, nl)));
+      } catch (e) {
+        reject(new Error(`devnet printed no JSON line: ${buf.slice(0, nl)}`));
+      }
+    };
+    devnetProc.stdout.on('data', onData);
+    devnetProc.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      reject(new Error(`devnet exited early (${code ?? sig}); stderr:\n${devnetStderr}`));
+    });
+    devnetProc.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+async function stopDevnet() {
+  if (!devnetProc) return;
+  const p = devnetProc;
+  devnetProc = undefined;
+  if (p.exitCode === null && p.signalCode === null) {
+    const exited = once(p, 'exit');
+    p.kill('SIGTERM');
+    const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+function startServer() {
+  server = createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://x');
+    let pathname = decodeURIComponent(url.pathname);
+    const record = (status, type) => served.push([pathname, status, type]);
+    if (pathname === '/' || pathname === '/index.html') {
+      res.writeHead(200, { 'content-type': MIME['.html'], 'cache-control': 'no-store' });
+      res.end(PAGE);
+      return record(200, MIME['.html']);
+    }
+    if (pathname === '/favicon.ico') {
+      res.writeHead(204);
+      res.end();
+      return record(204, '');
+    }
+    if (pathname.startsWith('/pkg/')) {
+      const file = path.resolve(PKG, '.' + pathname.slice(4));
+      if (file.startsWith(PKG + path.sep)) {
+        try {
+          if ((await stat(file)).isFile()) {
+            const body = await readFile(file);
+            const type = MIME[path.extname(file)] ?? 'application/octet-stream';
+            res.writeHead(200, { 'content-type': type, 'content-length': body.length, 'cache-control': 'no-store' });
+            res.end(body);
+            return record(200, type);
+          }
+        } catch {}
+      }
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found');
+    record(404, 'text/plain');
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      pageOrigin = `http://127.0.0.1:${server.address().port}`;
+      resolve();
+    });
+  });
+}
+
+/** Runs `fn` in the page; a thrown error comes back as {error: {name, code, message}}. */
+async function inPage(fn, arg) {
+  return page.evaluate(
+    async ({ src, arg }) => {
+      const f = (0, eval)('(' + src + ')');
+      try {
+        return { value: await f(window.sdk, arg) };
+      } catch (e) {
+        return {
+          error: {
+            name: e?.name,
+            code: e?.code,
+            message: String(e?.message ?? e),
+            isSandrunError: e instanceof window.sdk.SandrunError,
+            isError: e instanceof Error,
+          },
+        };
+      }
+    },
+    { src: fn.toString(), arg },
+  );
+}
+
+/** The value returned by `fn` in the page; fails with the page's error otherwise. */
+async function okInPage(fn, arg) {
+  const r = await inPage(fn, arg);
+  if (r.error) assert.fail(`page threw ${r.error.name} [${r.error.code}]: ${r.error.message}`);
+  return r.value;
+}
+
+before(async () => {
+  devnet = await startDevnet();
+  assert.ok(devnet.workers?.length >= 1, 'devnet has workers');
+  await startServer();
+
+  const { chromium } = await import('playwright-core');
+  profileDir = await mkdtemp(path.join(tmpdir(), 'sandrun-e2e-chromium-'));
+  context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--enable-unsafe-webgpu',
+    ],
+  });
+  context.setDefaultTimeout(30_000);
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (e) => pageErrors.push(String(e?.stack ?? e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  await page.goto(pageOrigin + '/index.html');
+  await page.waitForFunction(() => window.__ready !== undefined, null, { timeout: 30_000 });
+  const ready = await page.evaluate(() => window.__ready);
+  assert.equal(ready, 'ok', `package failed to load in the page: ${ready}`);
+});
+
+after(async () => {
+  if (consoleErrors.length) console.log(`page console errors (${consoleErrors.length}):\n  ` + consoleErrors.join('\n  '));
+  try {
+    await context?.close();
+  } catch {}
+  await stopDevnet();
+  if (server) await new Promise((r) => server.close(r));
+  for (const d of [profileDir, devnetDir]) if (d) await rm(d, { recursive: true, force: true }).catch(() => {});
+});
+
+test('the package loads in the browser: wasm served as application/wasm, page cross-origin to workers', async () => {
+  const wasm = served.find(([p]) => p === '/pkg/sandrun_wasm_bg.wasm');
+  assert.deepEqual(wasm, ['/pkg/sandrun_wasm_bg.wasm', 200, 'application/wasm']);
+  const info = await okInPage((sdk) => ({
+    exports: Object.keys(sdk).sort(),
+    origin: location.origin,
+    secure: window.isSecureContext,
+  }));
+  for (const name of ['Sandrun', 'SandrunError', 'JobBuilder', 'JobExecution', 'LogStream', 'default'])
+    assert.ok(info.exports.includes(name), `export ${name}`);
+  assert.equal(info.origin, pageOrigin);
+  for (const w of devnet.workers) assert.notEqual(new URL(w.url).origin, pageOrigin);
+});
+
+test('python job: stdout, exit code and a verified proof with a signature check', { timeout: 30_000 }, async () => {
+  const worker = devnet.workers[0];
+  const r = await okInPage(
+    async (sdk, { url }) => {
+      const s = sdk.Sandrun.create({ apiEndpoint: url });
+      const ex = await s.job().code('print("hi")\nprint(6 * 7)').submit();
+      const id = ex.id;
+      const res = await ex.wait();
+      return {
+        id,
+        worker: ex.worker,
+        status: res.status,
+        exitCode: res.exitCode,
+        stdout: res.stdout,
+        stderr: res.stderr,
+        jobHash: res.jobHash,
+        proof: res.proof && {
+          verified: res.proof.verified,
+          level: res.proof.level,
+          workerId: res.proof.workerId,
+          signature: res.proof.signature,
+          jobHash: res.proof.jobHash,
+          checks: res.proof.checks,
+        },
+      };
+    },
+    { url: worker.url },
+  );
+  assert.match(r.id, /^job_\d+_\d+$/);
+  assert.equal(r.status, 'completed');
+  assert.equal(r.exitCode, 0);
+  assert.equal(r.stdout, 'hi\n42\n');
+  assert.ok(r.proof, 'result has a proof');
+  assert.equal(r.proof.verified, true, `proof not verified: ${JSON.stringify(r.proof.checks)}`);
+  assert.equal(r.proof.workerId, worker.worker_id);
+  assert.equal(r.proof.jobHash, r.jobHash);
+  const sig = r.proof.checks.find((c) => c.name === 'signature');
+  assert.ok(sig, `no signature check in ${JSON.stringify(r.proof.checks)}`);
+  assert.equal(sig.ok, true, `signature check failed: ${sig.detail}`);
+  assert.ok(r.proof.checks.every((c) => c.ok), JSON.stringify(r.proof.checks));
+});
+
+test('spec example: console.log("Hello from GPU!") runs on node', { timeout: 30_000 }, async () => {
+  const r = await okInPage(
+    async (sdk, { url }) => {
+      const s = sdk.Sandrun.create({ apiEndpoint: url });
+      const res = await (await s.job().code('console.log("Hello from GPU!")').submit()).wait();
+      return { status: res.status, exitCode: res.exitCode, stdout: res.stdout, verified: res.proof?.verified };
+    },
+    { url: devnet.workers[devnet.workers.length - 1].url },
+  );
+  assert.deepEqual(r, { status: 'completed', exitCode: 0, stdout: 'Hello from GPU!\n', verified: true });
+});
+
+test('output file: download() returns the exact bytes, checked against the signed sha256', { timeout: 30_000 }, async () => {
+  // All 256 byte values (not valid UTF-8) plus a text file.
+  const code = [
+    'open("out.bin", "wb").write(bytes(range(256)) * 3)',
+    'open("note.txt", "w").write("héllo\\n")',
+    'print("wrote")',
+  ].join('\n');
+  const r = await okInPage(
+    async (sdk, { url, code }) => {
+      const s = sdk.Sandrun.create({ apiEndpoint: url });
+      const ex = await s.job().code(code).outputs(['out.bin', 'note.txt']).submit();
+      const res = await ex.download();
+      return {
+        status: res.status,
+        stdout: res.stdout,
+        verified: res.proof?.verified,
+        checks: res.proof?.checks,
+        files: res.files.map((f) => ({
+          path: f.path,
+          size: f.size,
+          sha256: f.sha256,
+          isU8: f.bytes instanceof Uint8Array,
+          bytes: f.bytes ? Array.from(f.bytes) : null,
+        })),
+      };
+    },
+    { url: devnet.workers[0].url, code },
+  );
+  assert.equal(r.status, 'completed');
+  assert.equal(r.stdout, 'wrote\n');
+  assert.equal(r.verified, true, JSON.stringify(r.checks));
+  const byPath = Object.fromEntries(r.files.map((f) => [f.path, f]));
+  assert.deepEqual(Object.keys(byPath).sort(), ['note.txt', 'out.bin']);
+
+  const { createHash } = await import('node:crypto');
+  const expectBin = Buffer.from([...Array(3)].flatMap(() => [...Array(256).keys()]));
+  const expectTxt = Buffer.from('héllo\n', 'utf8');
+  for (const [p, expect] of [['out.bin', expectBin], ['note.txt', expectTxt]]) {
+    const f = byPath[p];
+    assert.equal(f.isU8, true, `${p}: bytes is a Uint8Array`);
+    assert.deepEqual(Buffer.from(f.bytes), expect, `${p}: bytes`);
+    assert.equal(f.size, expect.length, `${p}: size`);
+    assert.equal(f.sha256, createHash('sha256').update(expect).digest('hex'), `${p}: sha256`);
+    const check = r.checks.find((c) => c.name === `output:${p}`);
+    assert.ok(check?.ok, `${p}: output check ${JSON.stringify(check)}`);
+  }
+});
+
+test('log stream yields the job stdout', { timeout: 30_000 }, async () => {
+  const code = 'import time\nfor i in range(3):\n    print("line", i, flush=True)\n    time.sleep(0.2)\n';
+  const r = await okInPage(
+    async (sdk, { url, code }) => {
+      const s = sdk.Sandrun.create({ apiEndpoint: url });
+      const ex = await s.job().code(code).submit();
+      const chunks = [];
+      for await (const c of await ex.logs()) chunks.push({ stream: c.stream, text: c.text });
+      const res = await ex.wait();
+      return { chunks, stdout: res.stdout, status: res.status };
+    },
+    { url: devnet.workers[1 % devnet.workers.length].url, code },
+  );
+  assert.equal(r.status, 'completed');
+  assert.equal(r.stdout, 'line 0\nline 1\nline 2\n');
+  for (const c of r.chunks) {
+    assert.ok(['stdout', 'stderr', 'status'].includes(c.stream), `chunk stream ${c.stream}`);
+    assert.equal(typeof c.text, 'string');
+  }
+  const out = r.chunks.filter((c) => c.stream === 'stdout').map((c) => c.text).join('');
+  assert.equal(out, 'line 0\nline 1\nline 2\n', `stdout chunks: ${JSON.stringify(r.chunks)}`);
+});
+
+test('errors: bad argument is INVALID_ARGUMENT, unreachable endpoint is NETWORK', { timeout: 30_000 }, async () => {
+  const bad = await inPage((sdk, { url }) => {
+    sdk.Sandrun.create({ apiEndpoint: url }).job().memory(-1);
+    return 'no error';
+  }, { url: devnet.workers[0].url });
+  assert.ok(bad.error, `memory(-1) did not throw (returned ${JSON.stringify(bad.value)})`);
+  assert.equal(bad.error.isSandrunError, true, JSON.stringify(bad.error));
+  assert.equal(bad.error.name, 'SandrunError');
+  assert.equal(bad.error.code, 'INVALID_ARGUMENT', bad.error.message);
+
+  // Port 9 (Chromium refuses it as an unsafe port), then a port nothing listens on.
+  const closed = createServer();
+  await new Promise((r) => closed.listen(0, '127.0.0.1', r));
+  const closedPort = closed.address().port;
+  await new Promise((r) => closed.close(r));
+  for (const endpoint of ['http://127.0.0.1:9', `http://127.0.0.1:${closedPort}`]) {
+    const net = await inPage(async (sdk, { endpoint }) => {
+      const s = sdk.Sandrun.create({ apiEndpoint: endpoint });
+      const ex = await s.job().code('print(1)').submit();
+      return `submitted ${ex.id}`;
+    }, { endpoint });
+    assert.ok(net.error, `${endpoint}: submit resolved: ${JSON.stringify(net.value)}`);
+    assert.equal(net.error.isSandrunError, true, `${endpoint}: ${JSON.stringify(net.error)}`);
+    assert.equal(net.error.code, 'NETWORK', `${endpoint}: ${net.error.message}`);
+  }
+});
+
+test('no uncaught errors in the page', () => {
+  assert.deepEqual(pageErrors, []);
+});

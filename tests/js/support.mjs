@@ -1,0 +1,65 @@
+// Test support: start a real devnet (the sandrun-devnet binary) and talk to its
+// devnet-only admin endpoints. Nothing here fakes a Sandrun worker.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The devnet binary: $SANDRUN_DEVNET_BIN, else a release or debug build in target/. */
+export function devnetBin() {
+  const target = process.env.CARGO_TARGET_DIR || join(root, 'target');
+  const candidates = [process.env.SANDRUN_DEVNET_BIN, join(target, 'release/sandrun-devnet'), join(target, 'debug/sandrun-devnet')];
+  const bin = candidates.find((p) => p && existsSync(p));
+  if (!bin) throw new Error('sandrun-devnet is not built: run `cargo build -p sandrun-devnet` (npm test does)');
+  return bin;
+}
+
+/** Start a devnet; resolves with its JSON line plus `stop()`. */
+export async function startDevnet(args = []) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sandrun-devnet-'));
+  const child = spawn(devnetBin(), ['--json', '--data-dir', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const line = await new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout });
+    const timer = setTimeout(() => reject(new Error(`devnet did not start in 60 s:\n${stderr}`)), 60_000);
+    rl.once('line', (l) => { clearTimeout(timer); resolve(l); });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`devnet exited with ${code}:\n${stderr}`)); });
+  });
+  const net = JSON.parse(line);
+  net.dataDir = dataDir;
+  net.stderr = () => stderr;
+  net.stop = () => new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+  });
+  return net;
+}
+
+async function admin(url, path, body) {
+  const res = await fetch(`${url}/_devnet/${path}`, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+  if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** Set (or clear with null) a worker's fault mode at run time. */
+export const setFault = (url, mode) => admin(url, 'fault', { mode });
+/** How many jobs a worker ever accepted (proves a retry did not submit twice). */
+export const acceptedJobs = async (url) => (await admin(url, 'jobs')).accepted;
+
+/** Expect a promise (or a function's throw) to fail with a SandrunError of `code`. */
+export async function rejectsWith(fnOrPromise, code, SandrunError) {
+  try {
+    await (typeof fnOrPromise === 'function' ? fnOrPromise() : fnOrPromise);
+  } catch (e) {
+    if (!(e instanceof SandrunError)) throw new Error(`expected a SandrunError ${code}, got ${e?.stack ?? e}`);
+    if (e.code !== code) throw new Error(`expected code ${code}, got ${e.code}: ${e.message}`);
+    return e;
+  }
+  throw new Error(`expected a SandrunError ${code}, but it succeeded`);
+}
