@@ -118,10 +118,47 @@ impl JobExecution {
         }
     }
 
-    /// Poll `/status` until the job ended.
+    /// Follow the job's WebSocket until its `[DONE]` frame: the end is seen at once (no
+    /// polling delay), and the live frame carries the exact CPU figure that was signed,
+    /// which spares the signature check its candidate search. False when no socket
+    /// could be used; the caller then polls.
+    async fn watch_stream(&self) -> bool {
+        let c = &self.inner.client;
+        let Ok(Some(ws)) = c.platform().websocket(&c.stream_url(&self.inner.id)).await else {
+            return false;
+        };
+        loop {
+            match ws.next().await {
+                WsEvent::Text(t) if t.starts_with("[DONE]") => {
+                    if let Some(cpu) = done_frame_cpu(&t) {
+                        self.inner.exact_cpu.set(Some(cpu));
+                    }
+                    // The reference keeps the socket open until the client says something.
+                    ws.send("done");
+                    ws.close();
+                    return true;
+                }
+                WsEvent::Text(t) if t.starts_with("[ERROR]") => {
+                    ws.close();
+                    return false;
+                }
+                WsEvent::Text(t) => {
+                    if t.starts_with("[STATUS] Job started") {
+                        *self.inner.status.borrow_mut() = "running".into();
+                    }
+                }
+                WsEvent::Closed => return false,
+            }
+        }
+    }
+
+    /// Wait for the end (stream, else polling), then read the final `/status`.
     async fn final_status(&self) -> Result<WorkerStatus> {
         let p = self.inner.client.platform().clone();
-        let mut delay = 50u64;
+        if self.inner.exact_cpu.get().is_none() {
+            self.guarded(async { Ok(self.watch_stream().await) }).await?;
+        }
+        let mut delay = 20u64;
         loop {
             if self.inner.cancel.is_cancelled() {
                 return Err(self.cancelled_error());
@@ -135,7 +172,7 @@ impl JobExecution {
                 Ok(())
             })
             .await?;
-            delay = (delay * 2).min(1000);
+            delay = (delay * 2).min(500);
         }
     }
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# npm test: set up, then every test: native Rust (SDK core + devnet), the npm package
+# from Node against a devnet, the spec's TypeScript examples under tsc --strict, and
+# a headless Chromium run. Each suite starts the servers it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --browser
+echo "== native: cargo test (SDK core, devnet)"
+cargo build -q -p sandrun-devnet
+cargo test --workspace
+echo "== build the npm package"
+node scripts/build.mjs
+echo "== types: the spec's examples under tsc --strict"
+npx tsc -p tests/types
+echo "== JS: node:test on the built package, devnet, Chromium"
+node --test --test-concurrency=1 tests/js/ tests/e2e/
