@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
 done
 
 cargo build --release -p sandrun-devnet >&2
-BIN=target/release/sandrun-devnet
+BIN=${CARGO_TARGET_DIR:-target}/release/sandrun-devnet
 # Resolve python3 through any shim (pyenv) once, for the devnet and the baseline alike:
 # a bash shim in front of every spawn would dominate both figures.
 PYDIR=$(python3 -c 'import os, sys; print(os.path.dirname(os.path.realpath(sys.executable)))')

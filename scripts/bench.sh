@@ -5,6 +5,7 @@
 # (bench/devnet.sh runs `cargo build --release -p sandrun-devnet`; a no-op when fresh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh >&2
 
 if [ ! -f pkg/index.node.js ] || [ ! -f pkg/sandrun_wasm_bg.wasm ]; then
   echo "pkg/ is missing: building it (node scripts/build.mjs)" >&2
@@ -17,4 +18,4 @@ bash bench/devnet.sh
 echo
 echo "## @sandrun/wasm"
 echo
-SANDRUN_DEVNET_BIN=target/release/sandrun-devnet node bench/sdk.mjs
+SANDRUN_DEVNET_BIN=${CARGO_TARGET_DIR:-target}/release/sandrun-devnet node bench/sdk.mjs
