@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# npm test: set up, then every test: native Rust (SDK core + devnet), the npm package
+# npm test: set up, then every test: native Rust (SDK core + devnet), the core in wasm32, the npm package
 # from Node against a devnet, the spec's TypeScript examples under tsc --strict, and
 # a headless Chromium run. Each suite starts the servers it needs.
 set -euo pipefail
@@ -8,6 +8,8 @@ bash scripts/setup.sh --browser
 echo "== native: cargo test (SDK core, devnet)"
 cargo build -q -p sandrun-devnet
 cargo test --workspace
+echo "== wasm: the core compiled to wasm32, run by wasm-bindgen-test in Node"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner cargo test --target wasm32-unknown-unknown --test wasm
 echo "== build the npm package"
 node scripts/build.mjs
 echo "== types: the spec's examples under tsc --strict"

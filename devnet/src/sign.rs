@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn all_signature_vectors_rebuild() {
         let v: serde_json::Value =
-            serde_json::from_str(include_str!("../tests/fixtures/signature-vectors.json")).unwrap();
+            serde_json::from_str(include_str!("../../tests/fixtures/signature-vectors.json")).unwrap();
         let vectors = v["vectors"].as_array().unwrap();
         assert_eq!(vectors.len(), 9);
         for vec in vectors {

@@ -1213,7 +1213,7 @@ mod tests {
     }
 
     fn capture_body(name: &str) -> String {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captures/http").join(name);
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/captures/http").join(name);
         let d = std::fs::read_to_string(p).unwrap();
         let (head, body) = d.split_once("\n\n").unwrap();
         let cl: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap().parse().unwrap();

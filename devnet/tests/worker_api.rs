@@ -165,7 +165,7 @@ fn statuses_and_execution() {
     assert_eq!(get(w, &format!("/logs/{args}")).text(), capture_body("34-logs-args.http"));
 
     // Output patterns, nested files, tar.gz upload (vector 51).
-    let v: serde_json::Value = serde_json::from_str(include_str!("fixtures/signature-vectors.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(include_str!("../../tests/fixtures/signature-vectors.json")).unwrap();
     let vec51 = &v["vectors"][5];
     let files: Vec<(String, Vec<u8>)> = vec51["job_files"]
         .as_object()

@@ -198,7 +198,7 @@ mod tests {
     use super::*;
 
     fn capture_body(name: &str) -> Vec<u8> {
-        let path = format!("{}/../shared/reference/captures/http/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/tests/fixtures/captures/http/{name}", env!("CARGO_MANIFEST_DIR"));
         let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let at = raw.windows(4).position(|w| w == b"\r\n\r\n").or_else(|| raw.windows(2).position(|w| w == b"\n\n")).unwrap();
         let skip = if raw[at..].starts_with(b"\r\n\r\n") { 4 } else { 2 };

@@ -168,7 +168,7 @@ mod tests {
     use crate::proof::recipe::job_hash;
 
     fn vectors() -> serde_json::Value {
-        let p = format!("{}/../shared/reference/captures/signature-vectors.json", env!("CARGO_MANIFEST_DIR"));
+        let p = format!("{}/tests/fixtures/signature-vectors.json", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
     }
 

@@ -346,7 +346,7 @@ pub fn ws_send(s: &mut TcpStream, text: &str) {
 
 /// The body of a reference capture (Content-Length bytes after the blank line).
 pub fn capture_body(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captures/http").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/captures/http").join(name);
     let d = std::fs::read_to_string(p).unwrap();
     let (head, body) = d.split_once("\n\n").unwrap();
     let cl: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap().parse().unwrap();
