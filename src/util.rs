@@ -57,3 +57,44 @@ impl CancelToken {
         .await
     }
 }
+
+/// A set of boxed futures; `next()` resolves with the first to finish (index, output).
+pub struct Race<'a, T> {
+    futures: Vec<Option<std::pin::Pin<Box<dyn Future<Output = T> + 'a>>>>,
+}
+
+impl<'a, T> Default for Race<'a, T> {
+    fn default() -> Self {
+        Race { futures: Vec::new() }
+    }
+}
+
+impl<'a, T> Race<'a, T> {
+    /// Add a future; returns its index.
+    pub fn push(&mut self, f: impl Future<Output = T> + 'a) -> usize {
+        self.futures.push(Some(Box::pin(f)));
+        self.futures.len() - 1
+    }
+    /// How many are still running.
+    pub fn pending(&self) -> usize {
+        self.futures.iter().filter(|f| f.is_some()).count()
+    }
+    /// The next to finish, or `None` when none is left.
+    pub async fn next(&mut self) -> Option<(usize, T)> {
+        if self.pending() == 0 {
+            return None;
+        }
+        poll_fn(|cx| {
+            for (i, slot) in self.futures.iter_mut().enumerate() {
+                if let Some(f) = slot {
+                    if let Poll::Ready(v) = f.as_mut().poll(cx) {
+                        *slot = None;
+                        return Poll::Ready(Some((i, v)));
+                    }
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}

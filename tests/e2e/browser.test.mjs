@@ -8,24 +8,21 @@
 // SDK request is cross-origin (reference workers answer no CORS preflight).
 //
 // Devnet: if SANDRUN_DEVNET holds the devnet's JSON line, that devnet is used; otherwise
-// target/debug/sandrun-devnet is started here (SANDRUN_DEVNET_BIN overrides the path) and
+// a devnet is started here (tests/js/support.mjs finds the binary under $CARGO_TARGET_DIR) and
 // killed in after(). CHROMIUM overrides the browser path; SANDRUN_E2E_PKG serves another
 // built package directory instead of pkg/.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { once } from 'node:events';
+import { startDevnet as startSharedDevnet } from '../js/support.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PKG = path.resolve(process.env.SANDRUN_E2E_PKG ?? path.join(ROOT, 'pkg'));
-const DEVNET_BIN = process.env.SANDRUN_DEVNET_BIN ?? path.join(ROOT, 'target/debug/sandrun-devnet');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 const MIME = {
@@ -56,8 +53,6 @@ const PAGE = `<!doctype html>
 
 let devnet; // { workers: [{url, worker_id}], registry }
 let devnetProc; // only when started here
-let devnetDir;
-let devnetStderr = '';
 let server;
 let pageOrigin;
 const served = []; // [path, status, content-type]
@@ -69,55 +64,13 @@ const consoleErrors = [];
 
 async function startDevnet() {
   if (process.env.SANDRUN_DEVNET) return JSON.parse(process.env.SANDRUN_DEVNET);
-  if (!existsSync(DEVNET_BIN)) throw new Error(`devnet binary not found: ${DEVNET_BIN} (cargo build -p sandrun-devnet)`);
-  devnetDir = await mkdtemp(path.join(tmpdir(), 'sandrun-e2e-devnet-'));
-  devnetProc = spawn(DEVNET_BIN, ['--workers', '2', '--json', '--no-rate-limit', '--data-dir', devnetDir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  devnetProc.stderr.setEncoding('utf8');
-  devnetProc.stderr.on('data', (d) => {
-    devnetStderr = (devnetStderr + d).slice(-8000);
-  });
-  devnetProc.stdout.setEncoding('utf8');
-  return await new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`devnet not ready after 30 s; stderr:\n${devnetStderr}`)), 30_000);
-    const onData = (d) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      devnetProc.stdout.off('data', onData);
-      devnetProc.stdout.resume(); // keep draining
-      try {
-        resolve(JSON.parse(buf.slice(0, nl)));
-      } catch (e) {
-        reject(new Error(`devnet printed no JSON line: ${buf.slice(0, nl)}`));
-      }
-    };
-    devnetProc.stdout.on('data', onData);
-    devnetProc.once('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`devnet exited early (${code ?? sig}); stderr:\n${devnetStderr}`));
-    });
-    devnetProc.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
+  devnetProc = await startSharedDevnet(['--workers', '2', '--no-rate-limit']);
+  return devnetProc;
 }
 
 async function stopDevnet() {
-  if (!devnetProc) return;
-  const p = devnetProc;
+  if (devnetProc) await devnetProc.stop();
   devnetProc = undefined;
-  if (p.exitCode === null && p.signalCode === null) {
-    const exited = once(p, 'exit');
-    p.kill('SIGTERM');
-    const t = setTimeout(() => p.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(t);
-  }
 }
 
 function startServer() {
@@ -232,7 +185,7 @@ after(async () => {
   } catch {}
   await stopDevnet();
   if (server) await new Promise((r) => server.close(r));
-  for (const d of [profileDir, devnetDir]) if (d) await rm(d, { recursive: true, force: true }).catch(() => {});
+  for (const d of [profileDir]) if (d) await rm(d, { recursive: true, force: true }).catch(() => {});
 });
 
 test('the package loads in the browser: wasm served as application/wasm, page cross-origin to workers', async () => {

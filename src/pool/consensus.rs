@@ -1,0 +1,104 @@
+//! Agreement between results: equal job hash, exit code and set of (path, sha256).
+//! CPU and memory differ between honest workers and are not compared.
+
+use crate::proof::verify::{PreparedSignature, WorkerKey};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
+
+/// What two results must share to agree.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct Agreement {
+    pub job_hash: String,
+    pub exit_code: i64,
+    /// path -> sha256
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// A signed string split into its parts: `job_hash|exit|cpu|mem|(path:sha|)*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedParts {
+    pub agreement: Agreement,
+    pub cpu: String,
+    pub memory_mb: u64,
+}
+
+/// Parse a signed string (paths may contain ':' but not '|'; sha256 has none).
+pub fn parse_signed(signed: &str) -> Option<SignedParts> {
+    let mut parts = signed.split('|');
+    let job_hash = parts.next()?.to_string();
+    let exit_code: i64 = parts.next()?.parse().ok()?;
+    let cpu = parts.next()?.to_string();
+    let memory_mb: u64 = parts.next()?.parse().ok()?;
+    let mut outputs = BTreeMap::new();
+    let rest: Vec<&str> = parts.collect();
+    let (last, files) = rest.split_last()?;
+    if !last.is_empty() {
+        return None;
+    }
+    for f in files {
+        let (path, sha) = f.rsplit_once(':')?;
+        if sha.len() != 64 {
+            return None;
+        }
+        outputs.insert(path.to_string(), sha.to_string());
+    }
+    if job_hash.len() != 64 {
+        return None;
+    }
+    Some(SignedParts { agreement: Agreement { job_hash, exit_code, outputs }, cpu, memory_mb })
+}
+
+/// Does `signature` by `worker_id` verify over `signed`?
+pub fn signature_ok(worker_id: &str, signature: &str, signed: &str) -> bool {
+    match WorkerKey::from_worker_id(worker_id).and_then(|k| PreparedSignature::new(&k, signature)) {
+        Ok(sig) => sig.verifies(signed.as_bytes()),
+        Err(_) => false,
+    }
+}
+
+/// Group agreements; returns the largest group's key and members (ties: first seen).
+pub fn largest_group<T: Clone>(items: &[(Agreement, T)]) -> Option<(Agreement, Vec<T>)> {
+    let mut groups: Vec<(Agreement, Vec<T>)> = Vec::new();
+    for (a, t) in items {
+        match groups.iter_mut().find(|(g, _)| g == a) {
+            Some((_, v)) => v.push(t.clone()),
+            None => groups.push((a.clone(), vec![t.clone()])),
+        }
+    }
+    groups.into_iter().fold(None, |best: Option<(Agreement, Vec<T>)>, g| match best {
+        Some(b) if b.1.len() >= g.1.len() => Some(b),
+        _ => Some(g),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_signed_strings() {
+        let s = "4132144496a5939f391660586dfdd2d9c1439011828c0534b66025896829b9ed|0|0.029937|7|main.py:f12ffd66c6f9db9ba8bb330dcfb6ab16c94c4c9234e1750d965ccef6a2654595|";
+        let p = parse_signed(s).unwrap();
+        assert_eq!(p.agreement.exit_code, 0);
+        assert_eq!(p.cpu, "0.029937");
+        assert_eq!(p.memory_mb, 7);
+        assert_eq!(p.agreement.outputs.len(), 1);
+        let none = parse_signed("4999499949994999499949994999499949994999499949994999499949994999|-1|0.012633|7|").unwrap();
+        assert!(none.agreement.outputs.is_empty() && none.agreement.exit_code == -1);
+        assert!(parse_signed("x|0|1|7|").is_none());
+        assert!(parse_signed(&s[..s.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn groups_by_agreement() {
+        let a = Agreement { job_hash: "a".into(), exit_code: 0, outputs: BTreeMap::new() };
+        let b = Agreement { exit_code: 1, ..a.clone() };
+        let (g, m) = largest_group(&[(b.clone(), 1), (a.clone(), 2), (a.clone(), 3)]).unwrap();
+        assert_eq!((g, m), (a, vec![2, 3]));
+    }
+}
