@@ -6,7 +6,15 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::execution::JobExecution;
 use crate::job::{prepare::prepare, JobBuilder, PreparedJob};
 use crate::platform::Platform;
+use crate::pool::{DiscoveryCriteria, Pool, PoolSpec, PooledRun};
 use crate::types::{ConsensusLevel, JobEstimate};
+
+/// A submitted job: on one worker, or replicated over a pool for consensus.
+#[derive(Clone)]
+pub enum Submitted {
+    Single(JobExecution),
+    Pooled(PooledRun),
+}
 use std::rc::Rc;
 
 /// Longest a 429 wait is honoured before giving up, so a script never hangs for an hour.
@@ -39,6 +47,13 @@ impl Sandrun {
         Sandrun::new(self.config.merged(partial), self.platform.clone())
     }
 
+    /// The same client aimed at another worker.
+    pub fn for_worker(&self, endpoint: &str) -> Sandrun {
+        let mut c = (*self.config).clone();
+        c.api_endpoint = Some(endpoint.to_string());
+        Sandrun { config: Rc::new(c), platform: self.platform.clone() }
+    }
+
     /// A client for the configured worker.
     pub fn worker(&self) -> WorkerClient {
         WorkerClient::new(&self.config.endpoint(), self.platform.clone())
@@ -56,12 +71,6 @@ impl Sandrun {
 
     /// Refuse what this client cannot carry out yet, before anything is sent or paid.
     fn check_supported(&self, job: &JobBuilder) -> Result<()> {
-        if let ConsensusLevel::Quorum { k, n } = self.level_of(job) {
-            return Err(Error::new(
-                ErrorCode::Unsupported,
-                format!("consensus {k}-of-{n} needs a pool of {n} workers, and pools are not implemented in this version; use consensus('low') or 'none'"),
-            ));
-        }
         if job.spec().payment.is_some() {
             return Err(Error::new(
                 ErrorCode::Unsupported,
@@ -73,10 +82,39 @@ impl Sandrun {
 
     /// Prepare and submit to the configured worker. A 429 proves no job was created,
     /// so it is retried after the worker's wait (`defaults.retries` times, default 2).
+    /// Quorum levels need several workers: see [`Self::submit_any`].
     pub async fn submit(&self, job: &JobBuilder) -> Result<JobExecution> {
         self.check_supported(job)?;
+        if let ConsensusLevel::Quorum { k, n } = self.level_of(job) {
+            return Err(Error::invalid(format!("consensus {k}-of-{n} runs on {n} workers: submit it through a pool")));
+        }
         let prepared = Rc::new(self.prepare(job).await?);
         self.submit_prepared(prepared, self.level_of(job)).await
+    }
+
+    /// Submit through `pool` if given; else a quorum level discovers a pool from the
+    /// registry (`registryEndpoint`); else the configured worker.
+    pub async fn submit_any(&self, job: &JobBuilder, pool: Option<&Pool>) -> Result<Submitted> {
+        self.check_supported(job)?;
+        if let Some(p) = pool {
+            // The job's own level, else the pool's strategy.
+            return Ok(Submitted::Pooled(p.start(job).await?));
+        }
+        match self.level_of(job) {
+            ConsensusLevel::Quorum { k, n } => {
+                if self.config.registry_endpoint.is_none() {
+                    return Err(Error::invalid(format!(
+                        "consensus {k}-of-{n} runs on {n} workers: set registryEndpoint so the SDK can discover them, or use .with(pool)"
+                    )));
+                }
+                let prepared = self.prepare(job).await?;
+                let criteria = DiscoveryCriteria { interpreters: Some(vec![prepared.interpreter.clone()]), ..Default::default() };
+                let spec = PoolSpec { discover: Some(criteria), ..Default::default() };
+                let pool = crate::pool::join(self, &spec).await?;
+                Ok(Submitted::Pooled(pool.start(&job.clone().with_default_consensus(self.level_of(job))).await?))
+            }
+            _ => Ok(Submitted::Single(self.submit(job).await?)),
+        }
     }
 
     pub async fn submit_prepared(&self, prepared: Rc<PreparedJob>, level: ConsensusLevel) -> Result<JobExecution> {

@@ -259,6 +259,7 @@ impl JobExecution {
             signed_string,
             job_hash: job.job_hash.clone(),
             checks,
+            consensus: None,
         };
         let meta = &status.execution_metadata;
         let mut lines: Vec<String> = logs.stdout.lines().map(str::to_string).collect();

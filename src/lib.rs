@@ -11,6 +11,7 @@ pub mod error;
 pub mod execution;
 pub mod job;
 pub mod platform;
+pub mod pool;
 pub mod proof;
 pub mod types;
 mod util;

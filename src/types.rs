@@ -246,6 +246,10 @@ pub struct Proof {
     pub job_hash: String,
     /// Each check with its outcome (`'job_hash'`, `'signature'`, `'output:<path>'`).
     pub checks: Vec<ProofCheck>,
+    /// With a quorum: which workers agreed, dissented, failed or were replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub consensus: Option<crate::pool::ConsensusResult>,
 }
 
 /// One check of a proof.

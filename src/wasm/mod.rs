@@ -2,6 +2,7 @@
 //! input, calls the core, converts the output and maps the error; nothing else.
 
 mod convert;
+mod pool;
 
 use crate::config::SandrunConfig;
 use crate::execution::{JobExecution as CoreExecution, LogStream as CoreLogStream};
@@ -15,6 +16,18 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 pub use convert::set_host;
+pub use pool::{Pool, PoolBuilder};
+
+use crate::client::Submitted;
+use crate::pool::Pool as CorePool;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+thread_local! {
+    /// Joined pools by handle, so `JobBuilder.with(pool)` can find the Rust pool behind
+    /// a JS `Pool` object without unsafe pointer games.
+    static POOLS: RefCell<HashMap<u32, CorePool>> = RefCell::new(HashMap::new());
+}
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS: &str = r#"
@@ -60,7 +73,12 @@ impl JsSandrun {
 
     /// A new, empty job.
     pub fn job(&self) -> JobBuilder {
-        JobBuilder { client: self.core.clone(), core: CoreJob::new(), blob: None }
+        JobBuilder { client: self.core.clone(), core: CoreJob::new(), blob: None, pool: None }
+    }
+
+    /// A new, empty pool description.
+    pub fn pool(&self) -> PoolBuilder {
+        PoolBuilder { client: self.core.clone(), core: Default::default() }
     }
 }
 
@@ -72,15 +90,17 @@ pub struct JobBuilder {
     core: CoreJob,
     /// A Blob given to `code()`, read at submit (reading a Blob is asynchronous).
     blob: Option<JsValue>,
+    /// The pool given to `with(pool)`.
+    pool: Option<CorePool>,
 }
 
 impl JobBuilder {
     fn next(&self, core: crate::Result<CoreJob>) -> Result<JobBuilder, JsValue> {
-        Ok(JobBuilder { client: self.client.clone(), core: core.map_err(err)?, blob: self.blob.clone() })
+        Ok(JobBuilder { client: self.client.clone(), core: core.map_err(err)?, blob: self.blob.clone(), pool: self.pool.clone() })
     }
 
     /// The core job with a pending Blob read in.
-    async fn resolved(self) -> Result<CoreJob, JsValue> {
+    pub(crate) async fn resolved(self) -> Result<CoreJob, JsValue> {
         match &self.blob {
             None => Ok(self.core),
             Some(b) => convert::read_blob_into(&self.core, b).await,
@@ -156,14 +176,24 @@ impl JobBuilder {
     pub fn outputs(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] patterns: JsValue) -> Result<JobBuilder, JsValue> {
         self.next(self.core.outputs(from_js(patterns, "outputs()")?))
     }
-    /// Submit the job; resolves once a worker accepted it.
+    /// Run through a pool (`with(pool)`): the job goes to several workers and resolves
+    /// with the agreed result.
+    pub fn with(&self, #[wasm_bindgen(unchecked_param_type = "Pool")] target: JsValue) -> Result<JobBuilder, JsValue> {
+        let handle = js_sys::Reflect::get(&target, &"__sandrunPool".into()).ok().and_then(|h| h.as_f64());
+        let pool = handle.and_then(|h| POOLS.with(|p| p.borrow().get(&(h as u32)).cloned()));
+        match pool {
+            Some(p) => Ok(JobBuilder { pool: Some(p), ..self.clone() }),
+            None => Err(err(crate::Error::invalid("with() takes a Pool from sandrun.pool()...join()"))),
+        }
+    }
+    /// Submit the job; resolves once the worker (or every replica's worker) accepted it.
     #[wasm_bindgen(unchecked_return_type = "Promise<JobExecution>")]
     pub fn submit(&self) -> Promise {
         let this = self.clone();
         future_to_promise(async move {
-            let client = this.client.clone();
+            let (client, pool) = (this.client.clone(), this.pool.clone());
             let job = this.resolved().await?;
-            Ok(JobExecution { core: client.submit(&job).await.map_err(err)? }.into())
+            Ok(JobExecution { core: client.submit_any(&job, pool.as_ref()).await.map_err(err)? }.into())
         })
     }
     /// Workers, time bound, upload size, job hash and cost bound, without submitting.
@@ -178,62 +208,128 @@ impl JobBuilder {
     }
 }
 
-/// A submitted job.
+/// A submitted job: on one worker, or replicated over a pool.
 #[wasm_bindgen]
 pub struct JobExecution {
-    core: CoreExecution,
+    core: Submitted,
+}
+
+impl JobExecution {
+    pub(crate) fn single(e: CoreExecution) -> Self {
+        JobExecution { core: Submitted::Single(e) }
+    }
+    /// The execution that stands for the job: the only one, or the first replica.
+    fn primary(&self) -> CoreExecution {
+        match &self.core {
+            Submitted::Single(e) => e.clone(),
+            Submitted::Pooled(r) => r.executions()[0].clone(),
+        }
+    }
 }
 
 #[wasm_bindgen]
 impl JobExecution {
-    /// The worker's job id (unique together with `worker`).
+    /// The worker's job id (unique together with `worker`); the first replica's in a pool.
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> String {
-        self.core.id().to_string()
+        self.primary().id().to_string()
     }
     /// Last known status.
     #[wasm_bindgen(getter, unchecked_return_type = "JobStatus")]
     pub fn status(&self) -> String {
-        self.core.status()
+        match &self.core {
+            Submitted::Single(e) => e.status(),
+            Submitted::Pooled(r) => match r.settled() {
+                Some(Ok(res)) => serde_json::to_value(res.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                Some(Err(e)) if e.code == crate::ErrorCode::Cancelled => "cancelled".into(),
+                Some(Err(_)) => "failed".into(),
+                None => self.primary().status(),
+            },
+        }
     }
-    /// The worker's base URL.
+    /// The worker's base URL; the first replica's in a pool.
     #[wasm_bindgen(getter)]
     pub fn worker(&self) -> String {
-        self.core.worker().to_string()
+        self.primary().worker().to_string()
+    }
+    /// Every replica as `{ worker, id }` (one entry outside pools).
+    #[wasm_bindgen(getter, unchecked_return_type = "{ worker: string; id: string }[]")]
+    pub fn replicas(&self) -> Result<JsValue, JsValue> {
+        let list: Vec<serde_json::Value> = match &self.core {
+            Submitted::Single(e) => vec![e.clone()],
+            Submitted::Pooled(r) => r.executions(),
+        }
+        .iter()
+        .map(|e| serde_json::json!({"worker": e.worker(), "id": e.id()}))
+        .collect();
+        to_js(&list)
     }
     /// Wait for the end; the result is checked as the job's consensus level asks.
     #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
     pub fn wait(&self) -> Promise {
         let core = self.core.clone();
-        future_to_promise(async move { to_js(&core.wait().await.map_err(err)?) })
+        future_to_promise(async move {
+            let r = match core {
+                Submitted::Single(e) => e.wait().await,
+                Submitted::Pooled(r) => r.wait().await,
+            };
+            to_js(&r.map_err(err)?)
+        })
     }
-    /// The live log, as an async iterable of chunks.
+    /// The live log, as an async iterable of chunks (the first replica's in a pool).
     #[wasm_bindgen(unchecked_return_type = "Promise<LogStream>")]
     pub fn logs(&self) -> Promise {
-        let stream: JsValue = LogStream { core: Rc::new(self.core.logs()) }.into();
+        let stream: JsValue = LogStream { core: Rc::new(self.primary().logs()) }.into();
         Promise::resolve(&stream)
     }
     /// Stop waiting: `wait()` rejects with `CANCELLED`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn cancel(&self) -> Promise {
-        self.core.cancel();
+        match &self.core {
+            Submitted::Single(e) => e.cancel(),
+            Submitted::Pooled(r) => r.cancel(),
+        }
         future_to_promise(async { Ok(JsValue::UNDEFINED) })
     }
-    /// Wait, then fetch every output file, checked against its signed sha256.
+    /// Wait, then fetch every output file, checked against its signed sha256 (in a pool:
+    /// from a worker whose result agreed).
     #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
     pub fn download(&self) -> Promise {
         let core = self.core.clone();
-        future_to_promise(async move { to_js(&convert::with_bytes(core.download().await.map_err(err)?)) })
+        future_to_promise(async move { to_js(&convert::with_bytes(downloaded(core).await.map_err(err)?)) })
     }
     /// Node: download and write every output file under `path` (nothing outside it).
     #[wasm_bindgen(js_name = downloadTo, unchecked_return_type = "Promise<void>")]
     pub fn download_to(&self, path: String) -> Promise {
         let core = self.core.clone();
         future_to_promise(async move {
-            core.download_to(&path).await.map_err(err)?;
+            agreed_execution(core).await.map_err(err)?.download_to(&path).await.map_err(err)?;
             Ok(JsValue::UNDEFINED)
         })
     }
+}
+
+/// The execution whose result is the job's: the only one, or the agreed replica.
+async fn agreed_execution(core: Submitted) -> crate::Result<CoreExecution> {
+    match core {
+        Submitted::Single(e) => Ok(e),
+        Submitted::Pooled(r) => {
+            let res = r.wait().await?;
+            Ok(r.executions().into_iter().find(|e| e.id() == res.id && e.worker() == res.worker).expect("the agreed replica is one of the pool's executions"))
+        }
+    }
+}
+
+async fn downloaded(core: Submitted) -> crate::Result<crate::execution::Finished> {
+    let agreed = match &core {
+        Submitted::Pooled(r) => Some(r.wait().await?),
+        Submitted::Single(_) => None,
+    };
+    let mut f = agreed_execution(core).await?.download().await?;
+    if let Some(a) = agreed {
+        f.result.proof = a.proof;
+    }
+    Ok(f)
 }
 
 /// A job's log: `for await (const chunk of await execution.logs())`.

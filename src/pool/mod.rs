@@ -1,0 +1,620 @@
+//! Pools: discovery from the registry, selection, distribution, and consensus across
+//! workers.
+//!
+//! Semantics (also in the package README):
+//! - A pool runs a job on `n` workers (the consensus level's n, raised by `redundancy`),
+//!   one replica per worker, each replica checked as under `'low'`.
+//! - Two results agree when job hash, exit code and the (path, sha256) set are equal.
+//!   A result that fails a check never counts; its worker is named as a dissenter.
+//! - When a replica fails (network, crash, timeout, 429, failed check) and an unused
+//!   eligible worker remains, the pool starts a replacement there and records it.
+//! - As soon as k replicas agree the result is that agreed one; if k can no longer be
+//!   reached, `CONSENSUS_NOT_REACHED` with every replica's outcome.
+
+pub mod consensus;
+
+use crate::api::{BrokerClient, WorkerClient};
+use crate::client::Sandrun;
+use crate::error::{Error, ErrorCode, Result};
+use crate::execution::JobExecution;
+use crate::job::{JobBuilder, PreparedJob};
+use crate::types::{ConsensusLevel, JobResult, Proof};
+use crate::util::Race;
+use consensus::{largest_group, parse_signed, signature_ok, Agreement};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::rc::Rc;
+
+#[cfg(target_arch = "wasm32")]
+use tsify::Tsify;
+
+/// Which registry nodes a pool takes (spec: `DiscoveryCriteria`). All fields optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscoveryCriteria {
+    /// At least this many GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minGPUs")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub min_gpus: Option<u32>,
+    /// GPU type, e.g. `'a100'` (case-insensitive substring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub gpu_type: Option<String>,
+    /// At least this much GPU memory: `'40GB'` or a number of GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "string | number"))]
+    pub gpu_memory: Option<Value>,
+    /// Region, e.g. `'us-east'` (exact match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub region: Option<String>,
+    /// Highest CPU price per hour, e.g. `'0.2/hour'` or `0.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "string | number"))]
+    pub max_price: Option<Value>,
+    /// Interpreters every node must offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub interpreters: Option<Vec<String>>,
+}
+
+fn number_of(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.split('/').next()?.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()).trim().parse().ok(),
+        _ => None,
+    }
+}
+
+impl DiscoveryCriteria {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(m) = &self.gpu_memory {
+            number_of(m).ok_or_else(|| Error::invalid(format!("discover(): gpuMemory {m} is not like '40GB' or 40")))?;
+        }
+        if let Some(p) = &self.max_price {
+            number_of(p).ok_or_else(|| Error::invalid(format!("discover(): maxPrice {p} is not like '0.2/hour' or 0.2")))?;
+        }
+        Ok(())
+    }
+
+    /// Does a node's `capabilities` satisfy every criterion?
+    pub fn matches(&self, caps: &Value) -> bool {
+        let gpu = &caps["gpu"];
+        let count = gpu["count"].as_u64().unwrap_or(if gpu.is_object() { 1 } else { 0 }) as u32;
+        if self.min_gpus.is_some_and(|n| count < n) {
+            return false;
+        }
+        if let Some(t) = &self.gpu_type {
+            let have = gpu["type"].as_str().unwrap_or_default().to_ascii_lowercase();
+            if count == 0 || !have.contains(&t.to_ascii_lowercase()) {
+                return false;
+            }
+        }
+        if let Some(m) = self.gpu_memory.as_ref().and_then(number_of) {
+            if gpu["memory"].as_f64().or_else(|| number_of(&gpu["memory"])).unwrap_or(0.0) < m {
+                return false;
+            }
+        }
+        if let Some(r) = &self.region {
+            if caps["region"].as_str() != Some(r.as_str()) {
+                return false;
+            }
+        }
+        if let Some(p) = self.max_price.as_ref().and_then(number_of) {
+            match number_of(&caps["pricing"]["cpu"]) {
+                Some(price) if price <= p => {}
+                _ => return false,
+            }
+        }
+        if let Some(want) = &self.interpreters {
+            let have: Vec<&str> = caps["interpreters"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            if !want.iter().all(|w| have.contains(&w.as_str())) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// One worker of a pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct PoolNode {
+    /// Registry node id, or the worker URL when it was given directly.
+    pub id: String,
+    /// The Sandrun worker URL.
+    pub endpoint: String,
+    /// Base64 Ed25519 key, checked against the worker's `/health` at `join()`.
+    pub worker_id: Option<String>,
+    pub region: Option<String>,
+    /// Payout address from the registry, if any.
+    pub payout: Option<String>,
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "Record<string, unknown>"))]
+    pub capabilities: Value,
+}
+
+/// A pool as described, before `join()`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PoolSpec {
+    pub discover: Option<DiscoveryCriteria>,
+    pub nodes: Vec<String>,
+    pub consensus: Option<ConsensusLevel>,
+    pub redundancy: Option<u32>,
+}
+
+/// The immutable pool builder.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PoolBuilder {
+    spec: Rc<PoolSpec>,
+}
+
+impl PoolBuilder {
+    pub fn spec(&self) -> &PoolSpec {
+        &self.spec
+    }
+    fn with(&self, f: impl FnOnce(&mut PoolSpec)) -> PoolBuilder {
+        let mut s = (*self.spec).clone();
+        f(&mut s);
+        PoolBuilder { spec: Rc::new(s) }
+    }
+    /// Take the registry's active nodes that match `criteria`.
+    pub fn discover(&self, criteria: DiscoveryCriteria) -> Result<PoolBuilder> {
+        criteria.validate()?;
+        Ok(self.with(|s| s.discover = Some(criteria)))
+    }
+    /// Take these nodes: registry node ids or worker URLs.
+    pub fn nodes(&self, ids: Vec<String>) -> Result<PoolBuilder> {
+        if ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()) {
+            return Err(Error::invalid("nodes() needs registry node ids or worker URLs, none empty"));
+        }
+        Ok(self.with(|s| s.nodes = ids))
+    }
+    /// The pool's consensus strategy (a job's own `consensus()` takes precedence).
+    pub fn consensus(&self, level: &str) -> Result<PoolBuilder> {
+        let c = ConsensusLevel::parse(level)?;
+        Ok(self.with(|s| s.consensus = Some(c)))
+    }
+    /// Run each job on at least `factor` workers.
+    pub fn redundancy(&self, factor: u32) -> Result<PoolBuilder> {
+        if !(1..=64).contains(&factor) {
+            return Err(Error::invalid(format!("redundancy({factor}) must be between 1 and 64")));
+        }
+        Ok(self.with(|s| s.redundancy = Some(factor)))
+    }
+}
+
+/// A joined pool: checked, reachable workers.
+#[derive(Clone)]
+pub struct Pool {
+    pub nodes: Vec<PoolNode>,
+    pub consensus: ConsensusLevel,
+    pub redundancy: u32,
+    client: Sandrun,
+}
+
+/// What happened to one replica of a pooled job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaOutcome {
+    pub worker: String,
+    pub worker_id: Option<String>,
+    pub job_id: Option<String>,
+    /// `'agreed' | 'dissented' | 'failed' | 'unfinished'`
+    pub outcome: String,
+    pub detail: String,
+    /// The worker this replica replaced, when it was a replacement.
+    pub replaces: Option<String>,
+}
+
+/// The outcome of consensus (spec: `ConsensusResult`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct ConsensusResult {
+    pub reached: bool,
+    pub required: u32,
+    pub of: u32,
+    /// The agreed job hash, exit code and outputs.
+    pub agreed: Option<Agreement>,
+    /// Worker ids (or URLs) whose results agreed.
+    pub agreeing: Vec<String>,
+    /// Workers whose results were valid but different, or failed a check.
+    pub dissenting: Vec<String>,
+    /// Every replica, in the order they ended.
+    pub replicas: Vec<ReplicaOutcome>,
+}
+
+async fn resolve_url_node(client: &Sandrun, url: &str) -> Result<PoolNode> {
+    let w = WorkerClient::new(url, client.platform().clone());
+    let worker_id = w.health().await?;
+    Ok(PoolNode { id: url.trim_end_matches('/').into(), endpoint: w.base.clone(), worker_id, region: None, payout: None, capabilities: Value::Null })
+}
+
+/// Discover and check the pool's workers.
+pub async fn join(client: &Sandrun, spec: &PoolSpec) -> Result<Pool> {
+    let mut nodes: Vec<PoolNode> = Vec::new();
+    let registry_nodes = if spec.discover.is_some() || spec.nodes.iter().any(|n| !n.starts_with("http")) {
+        let reg = client.config().registry_endpoint.clone().ok_or_else(|| {
+            Error::invalid("discover() and node ids need SandrunConfig.registryEndpoint (the registry URL)")
+        })?;
+        BrokerClient::new(&reg, client.platform().clone()).nodes().await?
+    } else {
+        vec![]
+    };
+    let to_node = |r: &crate::api::broker::NodeRecord| PoolNode {
+        id: r.id.clone(),
+        endpoint: r.worker_url(),
+        worker_id: r.worker_id(),
+        region: r.capabilities["region"].as_str().map(str::to_string),
+        payout: r.capabilities["payout"].as_str().map(str::to_string),
+        capabilities: r.capabilities.clone(),
+    };
+    for id in &spec.nodes {
+        if id.starts_with("http://") || id.starts_with("https://") {
+            nodes.push(resolve_url_node(client, id).await?);
+        } else {
+            let r = registry_nodes
+                .iter()
+                .find(|r| &r.id == id)
+                .ok_or_else(|| Error::invalid(format!("nodes(): the registry has no node {id:?}")))?;
+            nodes.push(to_node(r));
+        }
+    }
+    if let Some(c) = &spec.discover {
+        for r in registry_nodes.iter().filter(|r| r.active == 1 && c.matches(&r.capabilities)) {
+            if !nodes.iter().any(|n| n.endpoint == r.worker_url()) {
+                nodes.push(to_node(r));
+            }
+        }
+    }
+    // A node whose worker answers with another key than the registry advertises is not
+    // the worker we think it is; an unreachable one is useless. Drop both.
+    let mut checked = Vec::new();
+    let mut race = Race::default();
+    for n in &nodes {
+        let w = WorkerClient::new(&n.endpoint, client.platform().clone());
+        race.push(async move { w.health().await });
+    }
+    let mut answers = vec![None; nodes.len()];
+    while let Some((i, r)) = race.next().await {
+        answers[i] = Some(r);
+    }
+    for (n, a) in nodes.into_iter().zip(answers) {
+        match a {
+            Some(Ok(id)) if n.worker_id.is_none() || n.worker_id == id => checked.push(PoolNode { worker_id: id, ..n }),
+            _ => {}
+        }
+    }
+    if checked.is_empty() {
+        return Err(Error::new(ErrorCode::ConsensusNotReached, "the pool has no reachable worker: check discover() criteria, nodes() and the registry"));
+    }
+    Ok(Pool {
+        nodes: checked,
+        consensus: spec.consensus.unwrap_or(ConsensusLevel::Low),
+        redundancy: spec.redundancy.unwrap_or(1),
+        client: client.clone(),
+    })
+}
+
+impl Pool {
+    /// The pool's client (config, platform).
+    pub fn client(&self) -> &Sandrun {
+        &self.client
+    }
+
+    /// (k, n) for a job: its own level, else the pool's; n raised to `redundancy`.
+    pub fn quorum(&self, level: Option<ConsensusLevel>) -> (u32, u32, ConsensusLevel) {
+        let level = level.unwrap_or(self.consensus);
+        let (k, n) = match level {
+            ConsensusLevel::None | ConsensusLevel::Low => (1, 1),
+            ConsensusLevel::Quorum { k, n } => (k, n),
+        };
+        (k, n.max(self.redundancy), level)
+    }
+
+    /// Distinct capabilities of the pool's nodes, as `kind:value` strings.
+    pub fn capabilities(&self) -> Vec<String> {
+        let mut caps: Vec<String> = Vec::new();
+        for n in &self.nodes {
+            let c = &n.capabilities;
+            if let Some(t) = c["gpu"]["type"].as_str() {
+                caps.push(format!("gpu:{t}"));
+            }
+            for i in c["interpreters"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                caps.push(format!("interpreter:{i}"));
+            }
+            if let Some(r) = &n.region {
+                caps.push(format!("region:{r}"));
+            }
+        }
+        caps.sort();
+        caps.dedup();
+        caps
+    }
+
+    /// Submit one replica per selected worker, in parallel; a worker that refuses (429,
+    /// unreachable) is replaced by an unused one. Returns the executions.
+    pub async fn distribute(&self, job: &JobBuilder) -> Result<Vec<JobExecution>> {
+        let (_, n, level) = self.quorum(job.spec().consensus);
+        let prepared = Rc::new(self.client.prepare(job).await?);
+        let mut out = Vec::new();
+        let mut next = 0usize;
+        let mut race = Race::default();
+        let mut errors = Vec::new();
+        while (out.len() + race.pending()) < n as usize && next < self.nodes.len() {
+            race.push(self.submit_to(next, prepared.clone(), level));
+            next += 1;
+        }
+        while let Some((_, r)) = race.next().await {
+            match r {
+                Ok(ex) => out.push(ex),
+                Err(e) => {
+                    errors.push(e.message);
+                    if next < self.nodes.len() {
+                        race.push(self.submit_to(next, prepared.clone(), level));
+                        next += 1;
+                    }
+                }
+            }
+        }
+        if out.len() < n as usize {
+            return Err(Error::new(
+                ErrorCode::ConsensusNotReached,
+                format!("only {} of {n} workers accepted the job ({})", out.len(), errors.join("; ")),
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn submit_to(&self, i: usize, prepared: Rc<PreparedJob>, level: ConsensusLevel) -> Result<JobExecution> {
+        let node = &self.nodes[i];
+        let replica = self.client.for_worker(&node.endpoint);
+        // Replicas are checked one by one as under 'low'; agreement is the pool's job.
+        let level = if level.verifies() { ConsensusLevel::Low } else { ConsensusLevel::None };
+        replica.submit_prepared(prepared, level).await
+    }
+
+    /// Submit a job to `n` workers for consensus (refusals are replaced by unused
+    /// workers); `PooledRun::wait()` then runs it to agreement. See the module docs.
+    pub async fn start(&self, job: &JobBuilder) -> Result<PooledRun> {
+        let (k, n, level) = self.quorum(job.spec().consensus);
+        if (self.nodes.len() as u32) < n {
+            return Err(Error::new(
+                ErrorCode::ConsensusNotReached,
+                format!("consensus {level} needs {n} workers but the pool has {}: widen discover() or add nodes()", self.nodes.len()),
+            ));
+        }
+        let prepared = Rc::new(self.client.prepare(job).await?);
+        let mut run = PooledRun { pool: self.clone(), prepared, level, k, n, replicas: Vec::new(), running: Vec::new(), next: 0, done: Rc::new(std::cell::RefCell::new(None)), all: Rc::default() };
+        while run.running.len() < n as usize {
+            let Some(i) = run.take_node() else { break };
+            match self.submit_to(i, run.prepared.clone(), level).await {
+                Ok(ex) => {
+                    run.all.borrow_mut().push(ex.clone());
+                    run.running.push((i, ex, None));
+                }
+                Err(e) => run.replicas.push(outcome(&self.nodes[i], None, "failed", format!("{}: {}", e.code.as_str(), e.message), None)),
+            }
+        }
+        if run.running.is_empty() {
+            return Err(run.not_reached());
+        }
+        Ok(run)
+    }
+    /// Check proofs offline and find the agreement among them.
+    pub fn verify(&self, proofs: &[Proof], level: Option<ConsensusLevel>) -> ConsensusResult {
+        let (k, n, _) = self.quorum(level);
+        verify_proofs(proofs, k, n.max(proofs.len() as u32))
+    }
+}
+
+fn outcome(node: &PoolNode, job_id: Option<String>, what: &str, detail: String, replaces: Option<String>) -> ReplicaOutcome {
+    ReplicaOutcome { worker: node.endpoint.clone(), worker_id: node.worker_id.clone(), job_id, outcome: what.into(), detail, replaces }
+}
+
+/// A job submitted to a pool: replicas running on several workers.
+#[derive(Clone)]
+pub struct PooledRun {
+    pool: Pool,
+    prepared: Rc<PreparedJob>,
+    level: ConsensusLevel,
+    k: u32,
+    n: u32,
+    /// Replicas that already ended (or were refused), in the order they ended.
+    replicas: Vec<ReplicaOutcome>,
+    /// (node index, execution, the worker it replaced)
+    running: Vec<(usize, JobExecution, Option<String>)>,
+    next: usize,
+    done: Rc<std::cell::RefCell<Option<Result<JobResult>>>>,
+    /// Every execution started, replacements included.
+    all: Rc<std::cell::RefCell<Vec<JobExecution>>>,
+}
+
+impl PooledRun {
+    fn take_node(&mut self) -> Option<usize> {
+        let i = self.next;
+        self.next += 1;
+        (i < self.pool.nodes.len()).then_some(i)
+    }
+
+    /// Every replica's execution, replacements included.
+    pub fn executions(&self) -> Vec<JobExecution> {
+        self.all.borrow().clone()
+    }
+
+    /// The finished result, if `wait()` has settled.
+    pub fn settled(&self) -> Option<Result<JobResult>> {
+        self.done.borrow().clone()
+    }
+
+    pub fn level(&self) -> ConsensusLevel {
+        self.level
+    }
+
+    /// Stop waiting for every replica.
+    pub fn cancel(&self) {
+        for e in self.all.borrow().iter() {
+            e.cancel();
+        }
+    }
+
+    fn not_reached(&self) -> Error {
+        let rep = report(self.k, self.n, None, &self.replicas);
+        Error::new(
+            ErrorCode::ConsensusNotReached,
+            format!(
+                "consensus {} not reached: {}",
+                self.level,
+                self.replicas.iter().map(|r| format!("{} {} ({})", r.worker, r.outcome, r.detail)).collect::<Vec<_>>().join("; ")
+            ),
+        )
+        .with_details(serde_json::to_value(&rep).unwrap_or_default())
+    }
+
+    /// Wait until k replicas agree (replacing failed ones while unused workers remain),
+    /// or until k can no longer be reached. The result is the agreed one, with the
+    /// consensus report in `proof.consensus`.
+    pub async fn wait(&self) -> Result<JobResult> {
+        if let Some(r) = self.done.borrow().clone() {
+            return r;
+        }
+        let r = self.clone().settle().await;
+        *self.done.borrow_mut() = Some(r.clone());
+        r
+    }
+
+    async fn settle(mut self) -> Result<JobResult> {
+        let pool = self.pool.clone();
+        let level = self.level;
+        let mut race = Race::default();
+        let mut slots: Vec<(usize, Option<String>)> = Vec::new();
+        for (i, ex, replaces) in self.running.drain(..) {
+            slots.push((i, replaces));
+            race.push(async move { (Some(ex.id().to_string()), ex.wait().await) });
+        }
+        let mut valid: Vec<(Agreement, (usize, JobResult))> = Vec::new();
+        while let Some((slot, (job_id, r))) = race.next().await {
+            let (node_i, replaces) = slots[slot].clone();
+            let node = &pool.nodes[node_i];
+            match r {
+                Ok(result) => {
+                    valid.push((agreement_of(&result), (self.replicas.len(), result)));
+                    self.replicas.push(outcome(node, job_id, "pending", "verified".into(), replaces));
+                }
+                Err(e) => {
+                    let what = if e.code == ErrorCode::VerificationFailed { "dissented" } else { "failed" };
+                    self.replicas.push(outcome(node, job_id, what, format!("{}: {}", e.code.as_str(), e.message), replaces));
+                    if let Some(i) = self.take_node() {
+                        let (p, prepared, failed, all) = (pool.clone(), self.prepared.clone(), node.endpoint.clone(), self.all.clone());
+                        slots.push((i, Some(failed)));
+                        race.push(async move {
+                            match p.submit_to(i, prepared, level).await {
+                                Ok(ex) => {
+                                    all.borrow_mut().push(ex.clone());
+                                    (Some(ex.id().to_string()), ex.wait().await)
+                                }
+                                Err(e) => (None, Err(e)),
+                            }
+                        });
+                    }
+                }
+            }
+            if let Some((agreed, members)) = largest_group(&valid) {
+                if members.len() as u32 >= self.k {
+                    let chosen: Vec<usize> = members.iter().map(|(i, _)| *i).collect();
+                    for (a, (i, _)) in &valid {
+                        self.replicas[*i].outcome = if chosen.contains(i) { "agreed".into() } else { "dissented".into() };
+                        if *a != agreed {
+                            self.replicas[*i].detail = "valid, but a different result from the majority".into();
+                        }
+                    }
+                    let winner = members[0].1.clone();
+                    return Ok(with_consensus(winner, level, report(self.k, self.n, Some(agreed), &self.replicas)));
+                }
+            }
+            let best = largest_group(&valid).map_or(0, |(_, m)| m.len());
+            let possible = best + race.pending() + pool.nodes.len().saturating_sub(self.next);
+            if (possible as u32) < self.k {
+                break;
+            }
+        }
+        for r in self.replicas.iter_mut().filter(|r| r.outcome == "pending") {
+            r.outcome = "dissented".into();
+            r.detail = "valid, but too few agreed with it".into();
+        }
+        Err(self.not_reached())
+    }
+}
+
+fn agreement_of(r: &JobResult) -> Agreement {
+    Agreement {
+        job_hash: r.job_hash.clone(),
+        exit_code: r.exit_code,
+        outputs: r.files.iter().map(|f| (f.path.clone(), f.sha256.clone())).collect(),
+    }
+}
+
+fn report(k: u32, n: u32, agreed: Option<Agreement>, replicas: &[ReplicaOutcome]) -> ConsensusResult {
+    let name = |r: &ReplicaOutcome| r.worker_id.clone().unwrap_or_else(|| r.worker.clone());
+    ConsensusResult {
+        reached: agreed.is_some(),
+        required: k,
+        of: n,
+        agreed,
+        agreeing: replicas.iter().filter(|r| r.outcome == "agreed").map(name).collect(),
+        dissenting: replicas.iter().filter(|r| r.outcome == "dissented" || r.outcome == "failed").map(name).collect(),
+        replicas: replicas.to_vec(),
+    }
+}
+
+fn with_consensus(mut r: JobResult, level: ConsensusLevel, c: ConsensusResult) -> JobResult {
+    if let Some(p) = r.proof.as_mut() {
+        p.level = level.to_string();
+        p.consensus = Some(c);
+    }
+    r
+}
+
+/// Verify each proof's signature over its signed string, then find the largest agreeing
+/// group. Proofs that do not verify are dissenters and never count.
+pub fn verify_proofs(proofs: &[Proof], k: u32, n: u32) -> ConsensusResult {
+    let mut replicas = Vec::new();
+    let mut valid = Vec::new();
+    for p in proofs {
+        let who = p.worker_id.clone().unwrap_or_else(|| "anonymous".into());
+        let parsed = match (&p.worker_id, &p.signature, &p.signed_string) {
+            (Some(w), Some(s), Some(signed)) if signature_ok(w, s, signed) => parse_signed(signed).filter(|x| x.agreement.job_hash == p.job_hash),
+            _ => None,
+        };
+        match parsed {
+            Some(parts) => {
+                valid.push((parts.agreement, replicas.len()));
+                replicas.push(ReplicaOutcome { worker: who.clone(), worker_id: p.worker_id.clone(), job_id: None, outcome: "pending".into(), detail: "signature verifies".into(), replaces: None });
+            }
+            None => replicas.push(ReplicaOutcome {
+                worker: who,
+                worker_id: p.worker_id.clone(),
+                job_id: None,
+                outcome: "dissented".into(),
+                detail: "no valid signature over a well-formed signed string for this job hash".into(),
+                replaces: None,
+            }),
+        }
+    }
+    let mut agreed = None;
+    if let Some((a, members)) = largest_group(&valid) {
+        for (ag, i) in &valid {
+            replicas[*i].outcome = if members.contains(i) && members.len() as u32 >= k { "agreed".into() } else { "dissented".into() };
+            if *ag != a {
+                replicas[*i].detail = "valid, but a different result from the majority".into();
+            }
+        }
+        if members.len() as u32 >= k {
+            agreed = Some(a);
+        }
+    }
+    report(k, n, agreed, &replicas)
+}

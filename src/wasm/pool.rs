@@ -1,0 +1,121 @@
+//! Facade of pools: `PoolBuilder`, `Pool`.
+
+use super::convert::{check_keys, err, from_js, to_js};
+use super::{JobBuilder, JobExecution};
+use crate::pool::{self, DiscoveryCriteria, Pool as CorePool, PoolBuilder as CorePoolBuilder};
+use crate::types::{ConsensusLevel, Proof};
+use crate::Sandrun as CoreSandrun;
+use js_sys::Promise;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+/// An immutable pool description: `sandrun.pool().discover({...}).consensus('2-of-3').join()`.
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct PoolBuilder {
+    pub(super) client: CoreSandrun,
+    pub(super) core: CorePoolBuilder,
+}
+
+impl PoolBuilder {
+    fn next(&self, core: crate::Result<CorePoolBuilder>) -> Result<PoolBuilder, JsValue> {
+        Ok(PoolBuilder { client: self.client.clone(), core: core.map_err(err)? })
+    }
+}
+
+#[wasm_bindgen]
+impl PoolBuilder {
+    /// Take the registry's active nodes matching `criteria` (needs `registryEndpoint`).
+    pub fn discover(&self, #[wasm_bindgen(unchecked_param_type = "DiscoveryCriteria")] criteria: Option<JsValue>) -> Result<PoolBuilder, JsValue> {
+        let c: DiscoveryCriteria = match criteria {
+            Some(v) if v.is_object() => {
+                check_keys(&v, &["minGPUs", "gpuType", "gpuMemory", "region", "maxPrice", "interpreters"], "discover()")?;
+                from_js(v, "discover()")?
+            }
+            _ => DiscoveryCriteria::default(),
+        };
+        self.next(self.core.discover(c))
+    }
+    /// Take these nodes: registry node ids or worker URLs.
+    pub fn nodes(&self, #[wasm_bindgen(js_name = nodeIds, unchecked_param_type = "string[]")] node_ids: JsValue) -> Result<PoolBuilder, JsValue> {
+        self.next(self.core.nodes(from_js(node_ids, "nodes()")?))
+    }
+    /// The pool's consensus strategy; a job's own `consensus()` takes precedence.
+    pub fn consensus(&self, #[wasm_bindgen(unchecked_param_type = "ConsensusLevel")] strategy: &str) -> Result<PoolBuilder, JsValue> {
+        self.next(self.core.consensus(strategy))
+    }
+    /// Run each job on at least `factor` workers.
+    pub fn redundancy(&self, factor: f64) -> Result<PoolBuilder, JsValue> {
+        if factor.fract() != 0.0 || factor < 1.0 {
+            return Err(err(crate::Error::invalid(format!("redundancy({factor}) must be a whole number >= 1"))));
+        }
+        self.next(self.core.redundancy(factor as u32))
+    }
+    /// Discover and check the workers (each answers `/health` with the advertised key).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Pool>")]
+    pub fn join(&self) -> Promise {
+        let (client, spec) = (self.client.clone(), self.core.spec().clone());
+        future_to_promise(async move { Ok(Pool::new(pool::join(&client, &spec).await.map_err(err)?).into()) })
+    }
+}
+
+/// A joined pool of checked workers.
+#[wasm_bindgen]
+pub struct Pool {
+    pub(super) core: CorePool,
+    handle: u32,
+}
+
+impl Pool {
+    fn new(core: CorePool) -> Pool {
+        thread_local!(static NEXT: std::cell::Cell<u32> = const { std::cell::Cell::new(1) });
+        let handle = NEXT.with(|n| {
+            let h = n.get();
+            n.set(h + 1);
+            h
+        });
+        super::POOLS.with(|p| p.borrow_mut().insert(handle, core.clone()));
+        Pool { core, handle }
+    }
+}
+
+#[wasm_bindgen]
+impl Pool {
+    /// The pool's workers.
+    #[wasm_bindgen(getter, unchecked_return_type = "PoolNode[]")]
+    pub fn nodes(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.core.nodes)
+    }
+    /// Distinct capabilities of its workers (`'gpu:a100'`, `'interpreter:node'`, `'region:us-east'`).
+    #[wasm_bindgen(getter, unchecked_return_type = "string[]")]
+    pub fn capabilities(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.core.capabilities())
+    }
+    /// Submit one replica per selected worker, in parallel.
+    #[wasm_bindgen(unchecked_return_type = "Promise<JobExecution[]>")]
+    pub fn distribute(&self, job: &JobBuilder) -> Promise {
+        let (pool, job) = (self.core.clone(), job.clone());
+        future_to_promise(async move {
+            let core = job.resolved().await?;
+            let list = js_sys::Array::new();
+            for e in pool.distribute(&core).await.map_err(err)? {
+                list.push(&JobExecution::single(e).into());
+            }
+            Ok(list.into())
+        })
+    }
+    /// Check proofs offline (signatures over their signed strings) and find the agreement.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ConsensusResult>")]
+    pub fn verify(&self, #[wasm_bindgen(unchecked_param_type = "Proof[]")] proofs: JsValue) -> Promise {
+        let pool = self.core.clone();
+        future_to_promise(async move {
+            let proofs: Vec<Proof> = from_js(proofs, "verify()")?;
+            to_js(&pool.verify(&proofs, None::<ConsensusLevel>))
+        })
+    }
+    /// How `JobBuilder.with()` finds this pool.
+    #[wasm_bindgen(getter = __sandrunPool)]
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+}
