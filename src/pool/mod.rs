@@ -489,14 +489,32 @@ impl PooledRun {
     async fn settle(mut self) -> Result<JobResult> {
         let pool = self.pool.clone();
         let level = self.level;
+        let platform = pool.client.platform().clone();
+        let started_ms = platform.now_ms();
         let mut race = Race::default();
         let mut slots: Vec<(usize, Option<String>)> = Vec::new();
         for (i, ex, replaces) in self.running.drain(..) {
             slots.push((i, replaces));
             race.push(async move { (Some(ex.id().to_string()), ex.wait().await) });
         }
+        let mut finished = vec![false; slots.len()];
         let mut valid: Vec<(Agreement, (usize, JobResult))> = Vec::new();
-        while let Some((slot, (job_id, r))) = race.next().await {
+        let mut agreed: Option<(Agreement, JobResult)> = None;
+        loop {
+            // Once k agree, stragglers get as long again as the quorum took (at least
+            // 1 s) to be named as agreeing or dissenting; no replacements are started.
+            let next = match &agreed {
+                None => race.next().await,
+                Some(_) => {
+                    let grace = (platform.now_ms() - started_ms).max(1000.0) as u64;
+                    match crate::util::race(race.next(), platform.sleep(grace)).await {
+                        crate::util::Either::Left(n) => n,
+                        crate::util::Either::Right(()) => None,
+                    }
+                }
+            };
+            let Some((slot, (job_id, r))) = next else { break };
+            finished[slot] = true;
             let (node_i, replaces) = slots[slot].clone();
             let node = &pool.nodes[node_i];
             match r {
@@ -507,9 +525,13 @@ impl PooledRun {
                 Err(e) => {
                     let what = if e.code == ErrorCode::VerificationFailed { "dissented" } else { "failed" };
                     self.replicas.push(outcome(node, job_id, what, format!("{}: {}", e.code.as_str(), e.message), replaces));
+                    if agreed.is_some() {
+                        continue;
+                    }
                     if let Some(i) = self.take_node() {
                         let (p, prepared, failed, all) = (pool.clone(), self.prepared.clone(), node.endpoint.clone(), self.all.clone());
                         slots.push((i, Some(failed)));
+                        finished.push(false);
                         race.push(async move {
                             match p.submit_to(i, prepared, level).await {
                                 Ok(ex) => {
@@ -522,30 +544,48 @@ impl PooledRun {
                     }
                 }
             }
-            if let Some((agreed, members)) = largest_group(&valid) {
-                if members.len() as u32 >= self.k {
-                    let chosen: Vec<usize> = members.iter().map(|(i, _)| *i).collect();
-                    for (a, (i, _)) in &valid {
-                        self.replicas[*i].outcome = if chosen.contains(i) { "agreed".into() } else { "dissented".into() };
-                        if *a != agreed {
-                            self.replicas[*i].detail = "valid, but a different result from the majority".into();
-                        }
+            if agreed.is_none() {
+                if let Some((a, members)) = largest_group(&valid) {
+                    if members.len() as u32 >= self.k {
+                        agreed = Some((a, members[0].1.clone()));
+                        continue;
                     }
-                    let winner = members[0].1.clone();
-                    return Ok(with_consensus(winner, level, report(self.k, self.n, Some(agreed), &self.replicas)));
+                }
+                let best = largest_group(&valid).map_or(0, |(_, m)| m.len());
+                let possible = best + race.pending() + pool.nodes.len().saturating_sub(self.next);
+                if (possible as u32) < self.k {
+                    break;
                 }
             }
-            let best = largest_group(&valid).map_or(0, |(_, m)| m.len());
-            let possible = best + race.pending() + pool.nodes.len().saturating_sub(self.next);
-            if (possible as u32) < self.k {
-                break;
+        }
+        // Replicas still running when we stopped are named too.
+        for (slot, done) in finished.iter().enumerate() {
+            if !done {
+                let node = &pool.nodes[slots[slot].0];
+                let job_id = self.all.borrow().iter().find(|e| e.worker() == node.endpoint).map(|e| e.id().to_string());
+                let why = if agreed.is_some() { "still running when the quorum was reached" } else { "stopped: the quorum could no longer be reached" };
+                self.replicas.push(outcome(node, job_id, "unfinished", why.into(), slots[slot].1.clone()));
             }
         }
-        for r in self.replicas.iter_mut().filter(|r| r.outcome == "pending") {
-            r.outcome = "dissented".into();
-            r.detail = "valid, but too few agreed with it".into();
+        match agreed {
+            Some((a, winner)) => {
+                for (ag, (i, _)) in &valid {
+                    let agrees = *ag == a;
+                    self.replicas[*i].outcome = if agrees { "agreed".into() } else { "dissented".into() };
+                    if !agrees {
+                        self.replicas[*i].detail = "valid, but a different result from the majority".into();
+                    }
+                }
+                Ok(with_consensus(winner, level, report(self.k, self.n, Some(a), &self.replicas)))
+            }
+            None => {
+                for r in self.replicas.iter_mut().filter(|r| r.outcome == "pending") {
+                    r.outcome = "dissented".into();
+                    r.detail = "valid, but too few agreed with it".into();
+                }
+                Err(self.not_reached())
+            }
         }
-        Err(self.not_reached())
     }
 }
 

@@ -141,10 +141,19 @@ pub fn verify_status_signature(status: &WorkerStatus, exact_cpu: Option<f64>) ->
         sig.verifies_with(&hasher, rest.as_bytes()).then(|| format!("{prefix}{rest}"))
     };
     if let Some(cpu) = exact_cpu {
-        let cpu = format_g(cpu);
-        if let Some(signed) = try_cpu(&cpu) {
-            return Ok(SignatureCheck { signed, cpu, candidates_tried: 1 });
+        // The [DONE] frame prints the same microsecond figure with %f: try it and its
+        // neighbours (float rounding), and no wider search, so a bad signature is cheap.
+        let micros = (cpu * 1_000_000.0).round() as i64;
+        for (tried, m) in [micros, micros - 1, micros + 1].into_iter().enumerate() {
+            let cpu = format_g(m.max(0) as f64 / 1_000_000.0);
+            if let Some(signed) = try_cpu(&cpu) {
+                return Ok(SignatureCheck { signed, cpu, candidates_tried: tried as u32 + 1 });
+            }
         }
+        return Err(Error::new(
+            ErrorCode::VerificationFailed,
+            format!("the signature of worker {worker_id} does not verify for job {} (exact CPU {cpu} from its stream): do not trust this result", status.job_id),
+        ));
     }
     let candidates = cpu_candidates(status.execution_metadata.cpu_seconds);
     for (i, cpu) in candidates.iter().enumerate() {

@@ -1,0 +1,118 @@
+// Pools and consensus on a real devnet whose faulty workers are the test bed.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Sandrun, SandrunError, Pool } from '@sandrun/wasm';
+import { startDevnet, rejectsWith, acceptedJobs } from './support.mjs';
+
+let net;
+let sandrun;
+const W = {};
+const CODE = 'open("out.txt","w").write("42\\n")\nprint("answer")\n';
+
+before(async () => {
+  // 0-2 honest; 3 wrong-output; 4 bad-signature; 5 anonymous; 6 crash.
+  net = await startDevnet(['--workers', '7', '--no-rate-limit', '--fault', '3=wrong-output', '--fault', '4=bad-signature', '--fault', '5=anonymous', '--fault', '6=crash']);
+  [W.a, W.b, W.c, W.wrong, W.badsig, W.anon, W.crash] = net.workers.map((w) => w.url);
+  sandrun = Sandrun.create({ apiEndpoint: W.a, registryEndpoint: net.registry });
+});
+after(async () => net && net.stop());
+
+const idOf = (url) => net.workers.find((w) => w.url === url).worker_id;
+
+test('2-of-3 with a wrong-output worker: the correct result, the dissenter named', async () => {
+  const pool = await sandrun.pool().nodes([W.a, W.wrong, W.b]).consensus('2-of-3').join();
+  assert.ok(pool instanceof Pool);
+  assert.equal(pool.nodes.length, 3);
+  const ex = await sandrun.job().code(CODE).with(pool).submit();
+  assert.equal(ex.replicas.length, 3);
+  const r = await ex.wait();
+  assert.equal(r.status, 'completed');
+  assert.equal(r.stdout, 'answer\n');
+  const c = r.proof.consensus;
+  assert.equal(c.reached, true);
+  assert.deepEqual([c.required, c.of], [2, 3]);
+  assert.deepEqual(c.agreeing.sort(), [idOf(W.a), idOf(W.b)].sort());
+  assert.deepEqual(c.dissenting, [idOf(W.wrong)]);
+  assert.match(c.replicas.find((x) => x.worker === W.wrong).detail, /VERIFICATION_FAILED/);
+  assert.equal(r.proof.level, '2-of-3');
+  // download() takes the files from an agreeing worker, checked against the signed hashes.
+  const d = await ex.download();
+  assert.equal(new TextDecoder().decode(d.files.find((f) => f.path === 'out.txt').bytes), '42\n');
+  assert.notEqual(d.worker, W.wrong);
+});
+
+test('a bad-signature worker is rejected and never counts', async () => {
+  const pool = await sandrun.pool().nodes([W.badsig, W.a, W.c]).join();
+  const r = await sandrun.job().code(CODE).consensus('2-of-3').with(pool).submit().then((e) => e.wait());
+  assert.deepEqual(r.proof.consensus.dissenting, [idOf(W.badsig)]);
+  assert.match(r.proof.consensus.replicas.find((x) => x.worker === W.badsig).detail, /signature/);
+});
+
+test('an anonymous worker cannot be part of a verified quorum', async () => {
+  const pool = await sandrun.pool().nodes([W.anon, W.a, W.b]).consensus('3-of-3').join();
+  const e = await rejectsWith(sandrun.job().code(CODE).with(pool).submit().then((x) => x.wait()), 'CONSENSUS_NOT_REACHED', SandrunError);
+  assert.equal(e.details.replicas.length, 3);
+  assert.match(e.details.replicas.find((x) => x.worker === W.anon).detail, /did not sign/);
+});
+
+test('too few honest workers: CONSENSUS_NOT_REACHED with every replica\'s outcome', async () => {
+  const pool = await sandrun.pool().nodes([W.a, W.wrong, W.badsig]).consensus('2-of-3').join();
+  const e = await rejectsWith(sandrun.job().code(CODE).with(pool).submit().then((x) => x.wait()), 'CONSENSUS_NOT_REACHED', SandrunError);
+  assert.equal(e.details.reached, false);
+  assert.deepEqual(e.details.replicas.map((x) => x.worker).sort(), [W.a, W.wrong, W.badsig].sort());
+  assert.match(e.message, /2-of-3 not reached/);
+  // A pool smaller than the quorum fails before anything is submitted.
+  const small = await sandrun.pool().nodes([W.a]).join();
+  const before = await acceptedJobs(W.a);
+  await rejectsWith(sandrun.job().code(CODE).consensus('high').with(small).submit(), 'CONSENSUS_NOT_REACHED', SandrunError);
+  assert.equal(await acceptedJobs(W.a), before);
+});
+
+test('discover() filters registry nodes; distribute() runs one replica per worker', async () => {
+  const gpu = await sandrun.pool().discover({ minGPUs: 1 }).join();
+  // Devnet workers 1 and 4 advertise one simulated nvidia-t4.
+  assert.deepEqual(gpu.nodes.map((n) => n.endpoint).sort(), [W.b, W.badsig].sort());
+  assert.ok(gpu.capabilities.includes('gpu:nvidia-t4'));
+  const east = await sandrun.pool().discover({ region: 'us-east', interpreters: ['python3'] }).join();
+  assert.ok(east.nodes.every((n) => n.region === 'us-east') && east.nodes.length >= 2);
+  await rejectsWith(sandrun.pool().discover({ gpuType: 'h100' }).join(), 'CONSENSUS_NOT_REACHED', SandrunError);
+  const pool = await sandrun.pool().nodes([W.a, W.b, W.c]).redundancy(3).join();
+  const executions = await pool.distribute(sandrun.job().code('print("r")'));
+  assert.equal(executions.length, 3);
+  assert.deepEqual(executions.map((e) => e.worker).sort(), [W.a, W.b, W.c].sort());
+  const results = await Promise.all(executions.map((e) => e.wait()));
+  assert.ok(results.every((r) => r.stdout === 'r\n' && r.proof.verified));
+  // verify(): offline agreement of proofs; a tampered one never counts.
+  const proofs = results.map((r) => r.proof);
+  const tampered = { ...proofs[2], signedString: proofs[2].signedString.replace('|0|', '|1|') };
+  const c = await pool.verify([proofs[0], proofs[1], tampered]);
+  assert.equal(c.reached, true);
+  assert.equal(c.agreeing.length, 2);
+  assert.deepEqual(c.dissenting, [proofs[2].workerId]);
+});
+
+test('consensus("2-of-3") without a pool discovers workers from the registry', async () => {
+  const r = await sandrun.job().code('print("auto")').consensus('2-of-3').submit().then((e) => e.wait());
+  assert.equal(r.stdout, 'auto\n');
+  assert.equal(r.proof.consensus.agreeing.length >= 2, true);
+  await rejectsWith(Sandrun.create({ apiEndpoint: W.a }).job().code('print(1)').consensus('medium').submit(), 'INVALID_ARGUMENT', SandrunError);
+});
+
+test('a crashing worker is replaced, and the result says so', async () => {
+  const pool = await sandrun.pool().nodes([W.crash, W.a, W.b, W.c]).consensus('3-of-3').join();
+  const r = await sandrun.job().code('import time\ntime.sleep(0.5)\nprint("done")').with(pool).submit().then((e) => e.wait());
+  assert.equal(r.stdout, 'done\n');
+  const reps = r.proof.consensus.replicas;
+  assert.equal(reps.find((x) => x.worker === W.crash).outcome, 'failed');
+  assert.equal(reps.find((x) => x.replaces === W.crash).worker, W.c);
+  assert.deepEqual(r.proof.consensus.dissenting, [idOf(W.crash)]);
+});
+
+test('pool builders are immutable and validate at the call', () => {
+  const a = sandrun.pool();
+  const b = a.consensus('2-of-3');
+  assert.notEqual(a, b);
+  for (const bad of [() => a.consensus('most'), () => a.redundancy(0), () => a.nodes([]), () => a.discover({ minGPU: 4 }), () => sandrun.job().with({})]) {
+    assert.throws(bad, (e) => e instanceof SandrunError && e.code === 'INVALID_ARGUMENT', bad.toString());
+  }
+});
