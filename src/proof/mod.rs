@@ -1,5 +1,6 @@
 //! Proofs: the signature recipe, job hash recomputation, output hashes, Ed25519.
 
+pub mod receipt;
 pub mod recipe;
 pub mod verify;
 

@@ -3,6 +3,7 @@
 
 mod convert;
 mod pool;
+mod proof;
 
 use crate::config::SandrunConfig;
 use crate::execution::{JobExecution as CoreExecution, LogStream as CoreLogStream};
@@ -17,6 +18,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 pub use convert::set_host;
 pub use pool::{Pool, PoolBuilder};
+pub use proof::ProofBuilder;
 
 use crate::client::Submitted;
 use crate::pool::Pool as CorePool;
@@ -74,6 +76,11 @@ impl JsSandrun {
     /// A new, empty job.
     pub fn job(&self) -> JobBuilder {
         JobBuilder { client: self.core.clone(), core: CoreJob::new(), blob: None, pool: None }
+    }
+
+    /// Check a result or a receipt: `sandrun.proof().from(result).verify()`.
+    pub fn proof(&self) -> ProofBuilder {
+        ProofBuilder { client: self.core.clone(), receipt: None, allow: None, job: None, files: Default::default() }
     }
 
     /// A new, empty pool description.
