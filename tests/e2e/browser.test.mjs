@@ -64,7 +64,7 @@ const consoleErrors = [];
 
 async function startDevnet() {
   if (process.env.SANDRUN_DEVNET) return JSON.parse(process.env.SANDRUN_DEVNET);
-  devnetProc = await startSharedDevnet(['--workers', '2', '--no-rate-limit']);
+  devnetProc = await startSharedDevnet(['--workers', '4', '--no-rate-limit', '--fault', '3=wrong-output']);
   return devnetProc;
 }
 
@@ -251,7 +251,7 @@ test('spec example: console.log("Hello from GPU!") runs on node', { timeout: 30_
       const res = await (await s.job().code('console.log("Hello from GPU!")').submit()).wait();
       return { status: res.status, exitCode: res.exitCode, stdout: res.stdout, verified: res.proof?.verified };
     },
-    { url: devnet.workers[devnet.workers.length - 1].url },
+    { url: devnet.workers[2].url },
   );
   assert.deepEqual(r, { status: 'completed', exitCode: 0, stdout: 'Hello from GPU!\n', verified: true });
 });
@@ -352,6 +352,43 @@ test('errors: bad argument is INVALID_ARGUMENT, unreachable endpoint is NETWORK'
     assert.equal(net.error.isSandrunError, true, `${endpoint}: ${JSON.stringify(net.error)}`);
     assert.equal(net.error.code, 'NETWORK', `${endpoint}: ${net.error.message}`);
   }
+});
+
+test('verification in the browser: a tampered output is refused, a receipt verifies offline', { timeout: 30_000 }, async () => {
+  const r = await okInPage(
+    async (sdk, { good, wrong }) => {
+      const code = 'open("out.txt","w").write("x")';
+      let refused;
+      try {
+        await (await sdk.Sandrun.create({ apiEndpoint: wrong }).job().code(code).submit()).wait();
+      } catch (e) {
+        refused = e.code;
+      }
+      const s = sdk.Sandrun.create({ apiEndpoint: good });
+      const result = await (await s.job().code(code).submit()).wait();
+      const receipt = await s.proof().from(result).toReceipt();
+      const offline = sdk.Sandrun.create({ apiEndpoint: 'http://127.0.0.1:1' });
+      const ok = await offline.proof().from(receipt).verify();
+      const tampered = await offline.proof().from(JSON.stringify({ ...JSON.parse(receipt), exitCode: 7 })).verify();
+      return { refused, valid: ok.valid, tamperedValid: tampered.valid };
+    },
+    { good: devnet.workers[0].url, wrong: devnet.workers[3].url },
+  );
+  assert.deepEqual(r, { refused: 'VERIFICATION_FAILED', valid: true, tamperedValid: false });
+});
+
+test('a 2-of-3 job in the browser: the agreed result, the wrong-output worker named', { timeout: 60_000 }, async () => {
+  const w = devnet.workers;
+  const r = await okInPage(
+    async (sdk, { urls }) => {
+      const s = sdk.Sandrun.create({ apiEndpoint: urls[0] });
+      const pool = await s.pool().nodes(urls).consensus('2-of-3').join();
+      const res = await (await s.job().code('open("out.txt","w").write("42")\nprint("agreed")').with(pool).submit()).wait();
+      return { stdout: res.stdout, reached: res.proof.consensus.reached, agreeing: res.proof.consensus.agreeing.length, dissenting: res.proof.consensus.dissenting };
+    },
+    { urls: [w[0].url, w[1].url, w[3].url] },
+  );
+  assert.deepEqual(r, { stdout: 'agreed\n', reached: true, agreeing: 2, dissenting: [w[3].worker_id] });
 });
 
 test('no uncaught errors in the page', () => {
