@@ -19,3 +19,7 @@ echo
 echo "## @sandrun/wasm"
 echo
 SANDRUN_DEVNET_BIN=${CARGO_TARGET_DIR:-target}/release/sandrun-devnet node bench/sdk.mjs
+echo
+echo "## trust: verification and consensus"
+echo
+SANDRUN_DEVNET_BIN=${CARGO_TARGET_DIR:-target}/release/sandrun-devnet node bench/trust.mjs

@@ -3,14 +3,16 @@
 //! `/status` prints CPU seconds with 2 decimals, but the worker signed the exact `%g`
 //! figure. Without the exact figure (from the WebSocket `[DONE]` frame) we try every
 //! microsecond value within +-0.005: up to 10,001 messages. The fixed work (decoding
-//! the key, the point R, the scalar S, hashing R || A || prefix) is done once; each
-//! candidate then costs one SHA-512 finish and one double-scalar multiplication.
+//! the key, the point R, the scalar S, hashing R || A || prefix) is done once. The
+//! search then checks `[k]A == [S]B - R` with a fixed-base table for A (built once),
+//! which costs about a quarter of a full verification per candidate.
 
 use super::recipe::{format_g, signed_prefix, signed_suffix};
 use crate::api::wire::WorkerStatus;
 use crate::error::{Error, ErrorCode, Result};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsBasepointTable, EdwardsPoint};
+use curve25519_dalek::traits::BasepointTable;
 use curve25519_dalek::scalar::Scalar;
 use sha2::{Digest, Sha512};
 
@@ -18,6 +20,7 @@ use sha2::{Digest, Sha512};
 #[derive(Clone)]
 pub struct WorkerKey {
     a_bytes: [u8; 32],
+    a: EdwardsPoint,
     minus_a: EdwardsPoint,
 }
 
@@ -33,7 +36,7 @@ impl WorkerKey {
         let a = CompressedEdwardsY(a_bytes)
             .decompress()
             .ok_or_else(|| Error::new(ErrorCode::VerificationFailed, format!("worker id {worker_id:?} is not a valid Ed25519 point")))?;
-        Ok(WorkerKey { a_bytes, minus_a: -a })
+        Ok(WorkerKey { a_bytes, a, minus_a: -a })
     }
 }
 
@@ -79,9 +82,39 @@ impl PreparedSignature {
         r.compress().0 == self.r_bytes
     }
 
+    /// Prepare a search over many messages sharing `prefix`; `None` when R is not a
+    /// canonical point encoding (no message can verify then).
+    pub fn search(&self, prefix: &[u8]) -> Option<CandidateSearch> {
+        let r = CompressedEdwardsY(self.r_bytes).decompress()?;
+        // Point equality below equals dalek's compressed-bytes comparison only for a
+        // canonical R.
+        if r.compress().0 != self.r_bytes {
+            return None;
+        }
+        let t = EdwardsPoint::mul_base(&self.s) - r;
+        Some(CandidateSearch { table: EdwardsBasepointTable::create(&self.key.a), t, hasher: self.hasher(prefix) })
+    }
+
     /// Verify one whole message.
     pub fn verifies(&self, message: &[u8]) -> bool {
         self.verifies_with(&self.hasher(b""), message)
+    }
+}
+
+/// A prepared search: `[k]A == [S]B - R` per candidate, with a fixed-base table for A.
+pub struct CandidateSearch {
+    table: EdwardsBasepointTable,
+    t: EdwardsPoint,
+    hasher: Sha512,
+}
+
+impl CandidateSearch {
+    /// Does the signature verify for `prefix + rest`?
+    pub fn matches(&self, rest: &[u8]) -> bool {
+        let mut h = self.hasher.clone();
+        h.update(rest);
+        let k = Scalar::from_hash(h);
+        &k * &self.table == self.t
     }
 }
 
@@ -156,9 +189,15 @@ pub fn verify_status_signature(status: &WorkerStatus, exact_cpu: Option<f64>) ->
         ));
     }
     let candidates = cpu_candidates(status.execution_metadata.cpu_seconds);
-    for (i, cpu) in candidates.iter().enumerate() {
-        if let Some(signed) = try_cpu(cpu) {
-            return Ok(SignatureCheck { signed, cpu: cpu.clone(), candidates_tried: i as u32 + 1 });
+    if let Some(search) = sig.search(prefix.as_bytes()) {
+        for (i, cpu) in candidates.iter().enumerate() {
+            let rest = format!("{cpu}{suffix}");
+            if search.matches(rest.as_bytes()) {
+                // Confirm with the ordinary verification before trusting the fast path.
+                if let Some(signed) = try_cpu(cpu) {
+                    return Ok(SignatureCheck { signed, cpu: cpu.clone(), candidates_tried: i as u32 + 1 });
+                }
+            }
         }
     }
     Err(Error::new(

@@ -137,3 +137,28 @@ impl ProofBuilder {
         })
     }
 }
+
+/// Lowercase hex SHA-256 of `bytes`, computed in wasm.
+#[wasm_bindgen(js_name = sha256Hex)]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::proof::sha256_hex(bytes)
+}
+
+/// Does `signature` (base64) by `workerId` (base64 Ed25519 key) verify over `message`?
+#[wasm_bindgen(js_name = verifyEd25519)]
+pub fn verify_ed25519(#[wasm_bindgen(js_name = workerId)] worker_id: &str, signature: &str, message: &[u8]) -> bool {
+    crate::proof::verify::WorkerKey::from_worker_id(worker_id)
+        .and_then(|k| crate::proof::verify::PreparedSignature::new(&k, signature))
+        .map(|s| s.verifies(message))
+        .unwrap_or(false)
+}
+
+/// Verify a worker's `/status` body (JSON text) against its own signature; without
+/// `exactCpu` (from the `[DONE]` frame) the CPU figure is searched. Resolves with
+/// `{ signed, cpu, candidatesTried }`; rejects with `VERIFICATION_FAILED`.
+#[wasm_bindgen(js_name = verifyWorkerStatus, unchecked_return_type = "{ signed: string; cpu: string; candidatesTried: number }")]
+pub fn verify_worker_status(status: &str, #[wasm_bindgen(js_name = exactCpu)] exact_cpu: Option<f64>) -> Result<JsValue, JsValue> {
+    let s = crate::api::wire::WorkerStatus::parse(status.as_bytes()).map_err(err)?;
+    let c = crate::proof::verify_status_signature(&s, exact_cpu).map_err(err)?;
+    to_js(&serde_json::json!({"signed": c.signed, "cpu": c.cpu, "candidatesTried": c.candidates_tried}))
+}
