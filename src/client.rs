@@ -6,6 +6,9 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::execution::JobExecution;
 use crate::job::{prepare::prepare, JobBuilder, PreparedJob};
 use crate::platform::Platform;
+use crate::plugin::{plugin_failed, Middleware, MiddlewarePlatform, Plugin};
+use crate::types::JobResult;
+use std::cell::Cell;
 use crate::pool::{DiscoveryCriteria, Pool, PoolSpec, PooledRun};
 use crate::types::{ConsensusLevel, JobEstimate};
 
@@ -20,18 +23,117 @@ use std::rc::Rc;
 /// Longest a 429 wait is honoured before giving up, so a script never hangs for an hour.
 pub const MAX_RATE_LIMIT_WAIT_MS: u64 = 65_000;
 
-/// A configured client. Cheap to clone; `configure` returns a new one.
+/// One registration with `use` or `with`, in order.
+#[derive(Clone)]
+pub enum Layer {
+    Plugin(Rc<dyn Plugin>),
+    Middleware(Rc<dyn Middleware>),
+}
+
+/// A configured client. Cheap to clone; `configure`, `use_plugin` and `with_middleware`
+/// return a new one and leave this one unchanged.
 #[derive(Clone)]
 pub struct Sandrun {
     config: Rc<SandrunConfig>,
+    /// The host platform, without middleware.
+    base: Rc<dyn Platform>,
+    /// `base` behind the middleware chain: what every client uses.
     platform: Rc<dyn Platform>,
+    layers: Rc<Vec<Layer>>,
+    /// Whether `on_init` ran for this configuration.
+    initialized: Rc<Cell<bool>>,
 }
 
 impl Sandrun {
     /// Validate the config now, so a typo fails here and not at submit.
     pub fn new(config: SandrunConfig, platform: Rc<dyn Platform>) -> Result<Sandrun> {
         config.validate()?;
-        Ok(Sandrun { config: Rc::new(config), platform })
+        Ok(Sandrun { config: Rc::new(config), base: platform.clone(), platform, layers: Rc::default(), initialized: Rc::default() })
+    }
+
+    fn with_layer(&self, layer: Layer) -> Sandrun {
+        let mut layers = (*self.layers).clone();
+        layers.push(layer);
+        let chain: Vec<Rc<dyn Middleware>> = layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::Middleware(m) => Some(m.clone()),
+                Layer::Plugin(p) => p.middleware(),
+            })
+            .collect();
+        let platform: Rc<dyn Platform> =
+            if chain.is_empty() { self.base.clone() } else { Rc::new(MiddlewarePlatform::new(self.base.clone(), chain)) };
+        Sandrun { config: self.config.clone(), base: self.base.clone(), platform, layers: Rc::new(layers), initialized: Rc::default() }
+    }
+
+    /// A new client with `plugin` after the ones it has.
+    pub fn use_plugin(&self, plugin: Rc<dyn Plugin>) -> Sandrun {
+        self.with_layer(Layer::Plugin(plugin))
+    }
+
+    /// A new client with `middleware` inside the ones it has (the first is outermost).
+    pub fn with_middleware(&self, middleware: Rc<dyn Middleware>) -> Sandrun {
+        self.with_layer(Layer::Middleware(middleware))
+    }
+
+    fn plugins(&self) -> impl Iterator<Item = Rc<dyn Plugin>> + '_ {
+        self.layers.iter().filter_map(|l| match l {
+            Layer::Plugin(p) => Some(p.clone()),
+            Layer::Middleware(_) => None,
+        })
+    }
+
+    /// Run every plugin's `on_init` once for this configuration.
+    pub async fn init(&self) -> Result<()> {
+        if self.initialized.replace(true) {
+            return Ok(());
+        }
+        for p in self.plugins() {
+            let name = p.name();
+            p.on_init((*self.config).clone()).await.map_err(|e| plugin_failed(&name, "onInit", e))?;
+        }
+        Ok(())
+    }
+
+    /// `on_submit` of every plugin, in order; each may rewrite the job.
+    pub async fn hook_submit(&self, job: &JobBuilder) -> Result<JobBuilder> {
+        self.init().await?;
+        let mut job = job.clone();
+        for p in self.plugins() {
+            let name = p.name();
+            let d = p.on_submit(job.describe()).await.map_err(|e| plugin_failed(&name, "onSubmit", e))?;
+            job = job.apply(&d).map_err(|e| plugin_failed(&name, "onSubmit", e))?;
+        }
+        Ok(job)
+    }
+
+    /// `on_result` (may rewrite) or `on_error` (may replace) of every plugin, in order.
+    pub async fn hook_outcome(&self, outcome: Result<JobResult>, context: serde_json::Value) -> Result<JobResult> {
+        let mut outcome = outcome;
+        if let Ok(mut r) = outcome {
+            outcome = Ok(r.clone());
+            for p in self.plugins() {
+                let name = p.name();
+                match p.on_result(r).await {
+                    Ok(next) => r = next,
+                    Err(e) => {
+                        outcome = Err(plugin_failed(&name, "onResult", e));
+                        break;
+                    }
+                }
+                outcome = Ok(r.clone());
+            }
+        }
+        match outcome {
+            Ok(r) => Ok(r),
+            Err(mut e) => {
+                for p in self.plugins() {
+                    let name = p.name();
+                    e = p.on_error(e, context.clone()).await.map_err(|x| plugin_failed(&name, "onError", x))?;
+                }
+                Err(e)
+            }
+        }
     }
 
     pub fn config(&self) -> &SandrunConfig {
@@ -42,16 +144,19 @@ impl Sandrun {
         &self.platform
     }
 
-    /// A new client with `partial` merged over this one's config.
+    /// A new client with `partial` merged over this one's config (plugins kept; their
+    /// `on_init` runs again for the new configuration).
     pub fn configure(&self, partial: &SandrunConfig) -> Result<Sandrun> {
-        Sandrun::new(self.config.merged(partial), self.platform.clone())
+        let config = self.config.merged(partial);
+        config.validate()?;
+        Ok(Sandrun { config: Rc::new(config), initialized: Rc::default(), ..self.clone() })
     }
 
-    /// The same client aimed at another worker.
+    /// The same client aimed at another worker (same plugins and initialization).
     pub fn for_worker(&self, endpoint: &str) -> Sandrun {
         let mut c = (*self.config).clone();
         c.api_endpoint = Some(endpoint.to_string());
-        Sandrun { config: Rc::new(c), platform: self.platform.clone() }
+        Sandrun { config: Rc::new(c), ..self.clone() }
     }
 
     /// A client for the configured worker.
@@ -95,6 +200,7 @@ impl Sandrun {
     /// Submit through `pool` if given; else a quorum level discovers a pool from the
     /// registry (`registryEndpoint`); else the configured worker.
     pub async fn submit_any(&self, job: &JobBuilder, pool: Option<&Pool>) -> Result<Submitted> {
+        let job = &self.hook_submit(job).await?;
         self.check_supported(job)?;
         if let Some(p) = pool {
             // The job's own level, else the pool's strategy.

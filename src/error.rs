@@ -41,6 +41,30 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for parsing.
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::InvalidArgument,
+        ErrorCode::HttpStatus,
+        ErrorCode::RateLimited,
+        ErrorCode::Network,
+        ErrorCode::Timeout,
+        ErrorCode::JobFailed,
+        ErrorCode::JobNotFound,
+        ErrorCode::VerificationFailed,
+        ErrorCode::ConsensusNotReached,
+        ErrorCode::UserRejected,
+        ErrorCode::Cancelled,
+        ErrorCode::MalformedResponse,
+        ErrorCode::Unsupported,
+        ErrorCode::Io,
+        ErrorCode::PluginFailed,
+    ];
+
+    /// The code spelled `s`, if any.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     /// The stable spelling (`HTTP_STATUS`, `RATE_LIMITED`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

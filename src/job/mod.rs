@@ -44,6 +44,47 @@ pub struct JobSpec {
     pub consensus: Option<ConsensusLevel>,
 }
 
+/// A job as plugins see it (spec: `Job`): what `onSubmit` may read and rewrite. The code
+/// and files themselves are read-only (`files` lists their paths).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct JobDescription {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub interpreter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub entrypoint: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub timeout: Option<f64>,
+    /// Megabytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub memory: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub gpu: Option<GPURequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "ConsensusLevel"))]
+    pub consensus: Option<String>,
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// `{ amount, token }` when `payment()` was called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "{ amount: string; token: string }"))]
+    pub payment: Option<serde_json::Value>,
+    /// Paths of the extra input files (read-only).
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
 /// The immutable job builder.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobBuilder {
@@ -197,6 +238,62 @@ impl JobBuilder {
     pub fn payment(&self, amount: &str, token: Option<&str>) -> Result<JobBuilder> {
         let p = PaymentRequest::new(amount, token)?;
         Ok(self.with(|s| s.payment = Some(p)))
+    }
+
+    /// The job as plugins see it.
+    pub fn describe(&self) -> JobDescription {
+        let s = &self.spec;
+        JobDescription {
+            interpreter: s.interpreter.clone(),
+            entrypoint: s.entrypoint.clone(),
+            args: s.args.clone(),
+            environment: s.env.clone(),
+            timeout: s.timeout_secs,
+            memory: s.memory_mb,
+            gpu: s.gpu.clone(),
+            consensus: s.consensus.map(|c| c.to_string()),
+            outputs: s.outputs.clone(),
+            payment: s.payment.as_ref().map(|p| serde_json::json!({"amount": p.amount, "token": p.token})),
+            files: s.files.iter().map(|(p, _)| p.clone()).collect(),
+        }
+    }
+
+    /// This job with a (possibly rewritten) description applied, through the same checks
+    /// as the builder methods.
+    pub fn apply(&self, d: &JobDescription) -> Result<JobBuilder> {
+        let mut j = self.with(|s| {
+            s.interpreter = None;
+            s.entrypoint = None;
+            s.env.clear();
+            s.timeout_secs = None;
+            s.memory_mb = None;
+            s.gpu = None;
+            s.consensus = None;
+            s.payment = None;
+        });
+        if let Some(i) = &d.interpreter {
+            j = j.interpreter(i)?;
+        }
+        if let Some(e) = &d.entrypoint {
+            j = j.entrypoint(e)?;
+        }
+        j = j.args(d.args.clone())?.environment(d.environment.clone())?.outputs(d.outputs.clone())?;
+        if let Some(t) = d.timeout {
+            j = j.timeout(t)?;
+        }
+        if let Some(m) = d.memory {
+            j = j.memory(m)?;
+        }
+        if let Some(g) = &d.gpu {
+            j = j.gpu(g.clone())?;
+        }
+        if let Some(c) = &d.consensus {
+            j = j.consensus(c)?;
+        }
+        if let Some(p) = &d.payment {
+            j = j.payment(p["amount"].as_str().unwrap_or_default(), p["token"].as_str())?;
+        }
+        Ok(j)
     }
 
     /// This job with `level` unless it set its own.

@@ -2,6 +2,8 @@
 //! input, calls the core, converts the output and maps the error; nothing else.
 
 mod convert;
+mod plugin;
+mod node;
 mod pool;
 mod proof;
 
@@ -17,6 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 pub use convert::set_host;
+pub use node::{Node, NodeBuilder};
 pub use pool::{Pool, PoolBuilder};
 pub use proof::ProofBuilder;
 
@@ -50,6 +53,18 @@ export type CodeSource = string | Uint8Array | Blob;
 #[wasm_bindgen(js_name = Sandrun)]
 pub struct JsSandrun {
     core: CoreSandrun,
+    /// JS plugins registered on this client, for `onBuild`.
+    js_plugins: Rc<Vec<Rc<plugin::JsPlugin>>>,
+}
+
+impl JsSandrun {
+    /// Hand a new builder to every plugin's `onBuild`, then to the caller.
+    fn built(&self, builder: JsValue) -> Result<JsValue, JsValue> {
+        for p in self.js_plugins.iter() {
+            p.on_build(&builder)?;
+        }
+        Ok(builder)
+    }
 }
 
 #[wasm_bindgen(js_class = Sandrun)]
@@ -58,13 +73,27 @@ impl JsSandrun {
     pub fn create(#[wasm_bindgen(unchecked_param_type = "SandrunConfig")] config: Option<JsValue>) -> Result<JsSandrun, JsValue> {
         let config: SandrunConfig = convert::config(config)?;
         let core = CoreSandrun::new(config, Rc::new(JsPlatform::new(host()?))).map_err(err)?;
-        Ok(JsSandrun { core })
+        Ok(JsSandrun { core, js_plugins: Rc::default() })
     }
 
     /// A new client with `partial` merged over this one's config.
     pub fn configure(&self, #[wasm_bindgen(unchecked_param_type = "Partial<SandrunConfig>")] partial: JsValue) -> Result<JsSandrun, JsValue> {
         let partial = convert::config(Some(partial))?;
-        Ok(JsSandrun { core: self.core.configure(&partial).map_err(err)? })
+        Ok(JsSandrun { core: self.core.configure(&partial).map_err(err)?, js_plugins: self.js_plugins.clone() })
+    }
+
+    /// A new client with `plugin` after the ones it has (hooks run in registration order).
+    #[wasm_bindgen(js_name = "use")]
+    pub fn use_(&self, #[wasm_bindgen(unchecked_param_type = "Plugin")] plugin: JsValue) -> Result<JsSandrun, JsValue> {
+        let (core, p) = plugin::use_plugin(&self.core, plugin)?;
+        let mut js_plugins = (*self.js_plugins).clone();
+        js_plugins.push(p);
+        Ok(JsSandrun { core, js_plugins: Rc::new(js_plugins) })
+    }
+
+    /// A new client with `middleware` around every network operation (first is outermost).
+    pub fn with(&self, #[wasm_bindgen(unchecked_param_type = "Middleware")] middleware: JsValue) -> Result<JsSandrun, JsValue> {
+        Ok(JsSandrun { core: plugin::with_middleware(&self.core, middleware)?, js_plugins: self.js_plugins.clone() })
     }
 
     /// The effective configuration.
@@ -74,18 +103,27 @@ impl JsSandrun {
     }
 
     /// A new, empty job.
-    pub fn job(&self) -> JobBuilder {
-        JobBuilder { client: self.core.clone(), core: CoreJob::new(), blob: None, pool: None }
+    #[wasm_bindgen(unchecked_return_type = "JobBuilder")]
+    pub fn job(&self) -> Result<JsValue, JsValue> {
+        self.built(JobBuilder { client: self.core.clone(), core: CoreJob::new(), blob: None, pool: None }.into())
     }
 
     /// Check a result or a receipt: `sandrun.proof().from(result).verify()`.
-    pub fn proof(&self) -> ProofBuilder {
-        ProofBuilder { client: self.core.clone(), receipt: None, allow: None, job: None, files: Default::default() }
+    #[wasm_bindgen(unchecked_return_type = "ProofBuilder")]
+    pub fn proof(&self) -> Result<JsValue, JsValue> {
+        self.built(ProofBuilder { client: self.core.clone(), receipt: None, allow: None, job: None, files: Default::default() }.into())
     }
 
     /// A new, empty pool description.
-    pub fn pool(&self) -> PoolBuilder {
-        PoolBuilder { client: self.core.clone(), core: Default::default() }
+    #[wasm_bindgen(unchecked_return_type = "PoolBuilder")]
+    pub fn pool(&self) -> Result<JsValue, JsValue> {
+        self.built(PoolBuilder { client: self.core.clone(), core: Default::default() }.into())
+    }
+
+    /// A new, empty provider-node description (`register()` needs `registryEndpoint`).
+    #[wasm_bindgen(unchecked_return_type = "NodeBuilder")]
+    pub fn node(&self) -> Result<JsValue, JsValue> {
+        self.built(NodeBuilder { client: self.core.clone(), core: Default::default() }.into())
     }
 }
 
@@ -185,13 +223,27 @@ impl JobBuilder {
     }
     /// Run through a pool (`with(pool)`): the job goes to several workers and resolves
     /// with the agreed result.
-    pub fn with(&self, #[wasm_bindgen(unchecked_param_type = "Pool")] target: JsValue) -> Result<JobBuilder, JsValue> {
+    pub fn with(&self, #[wasm_bindgen(unchecked_param_type = "Pool | Middleware")] target: JsValue) -> Result<JobBuilder, JsValue> {
         let handle = js_sys::Reflect::get(&target, &"__sandrunPool".into()).ok().and_then(|h| h.as_f64());
-        let pool = handle.and_then(|h| POOLS.with(|p| p.borrow().get(&(h as u32)).cloned()));
-        match pool {
-            Some(p) => Ok(JobBuilder { pool: Some(p), ..self.clone() }),
-            None => Err(err(crate::Error::invalid("with() takes a Pool from sandrun.pool()...join()"))),
+        if let Some(h) = handle {
+            let pool = POOLS.with(|p| p.borrow().get(&(h as u32)).cloned());
+            let pool = pool.ok_or_else(|| err(crate::Error::invalid("with(): this Pool was freed")))?;
+            return Ok(JobBuilder { pool: Some(pool), ..self.clone() });
         }
+        if js_sys::Reflect::get(&target, &"execute".into()).map(|e| e.is_function()).unwrap_or(false) {
+            return Ok(JobBuilder { client: plugin::with_middleware(&self.client, target)?, ..self.clone() });
+        }
+        Err(err(crate::Error::invalid("with() takes a Pool (from sandrun.pool()...join()) or a Middleware ({ execute(next, context) })")))
+    }
+    /// A new builder with `plugin` after the ones it has.
+    #[wasm_bindgen(js_name = "use")]
+    pub fn use_(&self, #[wasm_bindgen(unchecked_param_type = "Plugin")] plugin: JsValue) -> Result<JobBuilder, JsValue> {
+        Ok(JobBuilder { client: plugin::use_plugin(&self.client, plugin)?.0, ..self.clone() })
+    }
+    /// A new builder whose client has `partial` merged over its config.
+    pub fn configure(&self, #[wasm_bindgen(unchecked_param_type = "Partial<SandrunConfig>")] partial: JsValue) -> Result<JobBuilder, JsValue> {
+        let partial = convert::config(Some(partial))?;
+        Ok(JobBuilder { client: self.client.configure(&partial).map_err(err)?, ..self.clone() })
     }
     /// Submit the job; resolves once the worker (or every replica's worker) accepted it.
     #[wasm_bindgen(unchecked_return_type = "Promise<JobExecution>")]
@@ -200,7 +252,11 @@ impl JobBuilder {
         future_to_promise(async move {
             let (client, pool) = (this.client.clone(), this.pool.clone());
             let job = this.resolved().await?;
-            Ok(JobExecution { core: client.submit_any(&job, pool.as_ref()).await.map_err(err)? }.into())
+            let ctx = serde_json::json!({"operation": "submit"});
+            match client.submit_any(&job, pool.as_ref()).await {
+                Ok(core) => Ok(JobExecution { core, client }.into()),
+                Err(e) => Err(err(client.hook_outcome(Err(e), ctx).await.err().expect("an error stays an error"))),
+            }
         })
     }
     /// Workers, time bound, upload size, job hash and cost bound, without submitting.
@@ -219,11 +275,17 @@ impl JobBuilder {
 #[wasm_bindgen]
 pub struct JobExecution {
     core: Submitted,
+    /// For the plugins' `onResult` / `onError`.
+    client: CoreSandrun,
 }
 
 impl JobExecution {
-    pub(crate) fn single(e: CoreExecution) -> Self {
-        JobExecution { core: Submitted::Single(e) }
+    pub(crate) fn single(e: CoreExecution, client: CoreSandrun) -> Self {
+        JobExecution { core: Submitted::Single(e), client }
+    }
+    fn context(&self, operation: &str) -> serde_json::Value {
+        let p = self.primary();
+        serde_json::json!({"operation": operation, "jobId": p.id(), "worker": p.worker()})
     }
     /// The execution that stands for the job: the only one, or the first replica.
     fn primary(&self) -> CoreExecution {
@@ -274,13 +336,13 @@ impl JobExecution {
     /// Wait for the end; the result is checked as the job's consensus level asks.
     #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
     pub fn wait(&self) -> Promise {
-        let core = self.core.clone();
+        let (core, client, ctx) = (self.core.clone(), self.client.clone(), self.context("wait"));
         future_to_promise(async move {
             let r = match core {
                 Submitted::Single(e) => e.wait().await,
                 Submitted::Pooled(r) => r.wait().await,
             };
-            to_js(&r.map_err(err)?)
+            to_js(&client.hook_outcome(r, ctx).await.map_err(err)?)
         })
     }
     /// The live log, as an async iterable of chunks (the first replica's in a pool).
@@ -302,8 +364,11 @@ impl JobExecution {
     /// from a worker whose result agreed).
     #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
     pub fn download(&self) -> Promise {
-        let core = self.core.clone();
-        future_to_promise(async move { to_js(&convert::with_bytes(downloaded(core).await.map_err(err)?)) })
+        let (core, client, ctx) = (self.core.clone(), self.client.clone(), self.context("download"));
+        future_to_promise(async move {
+            let r = downloaded(core).await.map(convert::with_bytes);
+            to_js(&client.hook_outcome(r, ctx).await.map_err(err)?)
+        })
     }
     /// Node: download and write every output file under `path` (nothing outside it).
     #[wasm_bindgen(js_name = downloadTo, unchecked_return_type = "Promise<void>")]

@@ -59,6 +59,8 @@ impl PoolBuilder {
     }
 }
 
+super::plugin::layered_builder!(PoolBuilder);
+
 /// A joined pool of checked workers.
 #[wasm_bindgen]
 pub struct Pool {
@@ -99,7 +101,7 @@ impl Pool {
             let core = job.resolved().await?;
             let list = js_sys::Array::new();
             for e in pool.distribute(&core).await.map_err(err)? {
-                list.push(&JobExecution::single(e).into());
+                list.push(&JobExecution::single(e, pool.client().clone()).into());
             }
             Ok(list.into())
         })

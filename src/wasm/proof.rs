@@ -40,6 +40,8 @@ pub struct ProofBuilder {
     pub(super) files: Rc<Vec<(String, Vec<u8>)>>,
 }
 
+super::plugin::layered_builder!(ProofBuilder);
+
 fn receipt_of(v: &JsValue) -> crate::Result<Receipt> {
     if let Some(s) = v.as_string() {
         return Receipt::parse(&s);

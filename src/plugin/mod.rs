@@ -1,0 +1,197 @@
+//! Plugins and middleware: the extensibility layer.
+//!
+//! - A [`Middleware`] wraps every network operation (each HTTP request and WebSocket the
+//!   SDK makes, to workers, registries, chains or gateways). The first registered is the
+//!   outermost. It gets `next` (callable more than once, to retry), and the context:
+//!   which operation, which endpoint, which attempt. It may short-circuit, retry or
+//!   decorate the response.
+//! - A [`Plugin`] has lifecycle hooks, run in registration order: `on_init` once per client
+//!   configuration, `on_submit` (may rewrite the job), `on_result` (may rewrite the
+//!   result), `on_error` (may replace the error). A failing hook fails the operation with
+//!   `PLUGIN_FAILED` naming the plugin. A plugin may also bring a middleware.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::platform::{HttpRequest, HttpResponse, LocalFuture, Platform, WebSocket};
+use crate::types::JobResult;
+use serde::Serialize;
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// What a middleware is told about the operation it wraps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpContext {
+    /// `submit`, `status`, `logs`, `download`, `health`, `outputs`, `stream`,
+    /// `registry.<path>`, `fetch` (anything else).
+    pub operation: String,
+    /// The server's base URL (scheme, host and port).
+    pub endpoint: String,
+    pub method: String,
+    pub url: String,
+    /// 1 for the first call of `next`, 2 for the first retry, ...
+    pub attempt: u32,
+    /// Headers a middleware adds to the request before calling `next` (e.g. auth).
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Name an HTTP request as an SDK operation.
+pub fn operation_of(req: &HttpRequest) -> OpContext {
+    let after_scheme = req.url.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_at = req.url[after_scheme..].find('/').map(|i| i + after_scheme).unwrap_or(req.url.len());
+    let endpoint = req.url[..path_at].to_string();
+    let path = &req.url[path_at..];
+    let first = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("");
+    let worker_op = matches!(first, "submit" | "status" | "logs" | "download" | "outputs" | "health" | "stats" | "stream");
+    let is_json = req.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("application/json"));
+    let broker_op = matches!(first, "register" | "nodes" | "heartbeat" | "claim" | "complete" | "results");
+    let operation = if broker_op || (is_json && (first == "submit" || first == "status")) {
+        format!("registry.{first}")
+    } else if worker_op {
+        first.to_string()
+    } else {
+        "fetch".to_string()
+    };
+    OpContext { operation, endpoint, method: req.method.clone(), url: req.url.clone(), attempt: 1, headers: Default::default() }
+}
+
+/// Wraps network operations.
+pub trait Middleware {
+    /// For error messages.
+    fn name(&self) -> String;
+    fn execute(self: Rc<Self>, next: Next, ctx: OpContext) -> LocalFuture<'static, Result<HttpResponse>>;
+}
+
+/// The rest of the chain; `run()` may be called several times: the layer below sees
+/// each call as its next attempt.
+#[derive(Clone)]
+pub struct Next {
+    chain: Rc<[Rc<dyn Middleware>]>,
+    index: usize,
+    base: Rc<dyn Platform>,
+    req: Rc<HttpRequest>,
+    calls: Rc<Cell<u32>>,
+}
+
+impl Next {
+    /// The same `next` with extra request headers (replacing same-named ones).
+    pub fn with_headers(&self, headers: &std::collections::BTreeMap<String, String>) -> Next {
+        if headers.is_empty() {
+            return self.clone();
+        }
+        let mut req = (*self.req).clone();
+        for (k, v) in headers {
+            req.headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
+            req.headers.push((k.clone(), v.clone()));
+        }
+        Next { req: Rc::new(req), ..self.clone() }
+    }
+
+    pub fn run(&self) -> LocalFuture<'static, Result<HttpResponse>> {
+        self.calls.set(self.calls.get() + 1);
+        let attempt = self.calls.get();
+        let this = self.clone();
+        Box::pin(async move {
+            match this.chain.get(this.index) {
+                Some(m) => {
+                    let mut ctx = operation_of(&this.req);
+                    ctx.attempt = attempt;
+                    let inner = Next { index: this.index + 1, calls: Rc::new(Cell::new(0)), ..this.clone() };
+                    m.clone().execute(inner, ctx).await
+                }
+                None => this.base.http((*this.req).clone()).await,
+            }
+        })
+    }
+}
+
+/// A platform whose HTTP goes through a middleware chain.
+pub struct MiddlewarePlatform {
+    base: Rc<dyn Platform>,
+    chain: Rc<[Rc<dyn Middleware>]>,
+}
+
+impl MiddlewarePlatform {
+    pub fn new(base: Rc<dyn Platform>, chain: Vec<Rc<dyn Middleware>>) -> Self {
+        MiddlewarePlatform { base, chain: chain.into() }
+    }
+}
+
+impl Platform for MiddlewarePlatform {
+    fn http(&self, req: HttpRequest) -> LocalFuture<'_, Result<HttpResponse>> {
+        let next = Next { chain: self.chain.clone(), index: 0, base: self.base.clone(), req: Rc::new(req), calls: Rc::new(Cell::new(0)) };
+        next.run()
+    }
+    fn sleep(&self, ms: u64) -> LocalFuture<'_, ()> {
+        self.base.sleep(ms)
+    }
+    fn now_ms(&self) -> f64 {
+        self.base.now_ms()
+    }
+    fn websocket(&self, url: &str) -> LocalFuture<'_, Result<Option<Box<dyn WebSocket>>>> {
+        self.base.websocket(url)
+    }
+    fn read_file(&self, path: &str) -> LocalFuture<'_, Result<Vec<u8>>> {
+        self.base.read_file(path)
+    }
+    fn read_dir(&self, path: &str) -> LocalFuture<'_, Result<Vec<(String, bool)>>> {
+        self.base.read_dir(path)
+    }
+    fn write_file(&self, path: &str, bytes: &[u8]) -> LocalFuture<'_, Result<()>> {
+        self.base.write_file(path, bytes)
+    }
+}
+
+pub use crate::job::JobDescription;
+
+/// Lifecycle hooks. Every hook has a default that changes nothing.
+pub trait Plugin {
+    fn name(&self) -> String;
+    fn version(&self) -> String;
+    fn on_init(self: Rc<Self>, _config: crate::config::SandrunConfig) -> LocalFuture<'static, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn on_submit(self: Rc<Self>, job: JobDescription) -> LocalFuture<'static, Result<JobDescription>> {
+        Box::pin(async move { Ok(job) })
+    }
+    fn on_result(self: Rc<Self>, result: JobResult) -> LocalFuture<'static, Result<JobResult>> {
+        Box::pin(async move { Ok(result) })
+    }
+    fn on_error(self: Rc<Self>, error: Error, _context: serde_json::Value) -> LocalFuture<'static, Result<Error>> {
+        Box::pin(async move { Ok(error) })
+    }
+    /// A middleware this plugin adds to every network operation.
+    fn middleware(&self) -> Option<Rc<dyn Middleware>> {
+        None
+    }
+}
+
+/// A hook failure, naming the plugin.
+pub fn plugin_failed(plugin: &str, hook: &str, e: Error) -> Error {
+    if e.code == ErrorCode::PluginFailed && e.message.starts_with("plugin ") {
+        return e;
+    }
+    Error::new(ErrorCode::PluginFailed, format!("plugin {plugin:?} failed in {hook}: {}", e.message)).with_cause(e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_operations() {
+        let op = |m: &str, u: &str, json: bool| {
+            let mut r = HttpRequest::get(u);
+            r.method = m.into();
+            if json {
+                r.headers.push(("Content-Type".into(), "application/json".into()));
+            }
+            operation_of(&r)
+        };
+        assert_eq!(op("POST", "http://127.0.0.1:7/submit", false).operation, "submit");
+        assert_eq!(op("GET", "http://127.0.0.1:7/status/job_1_1", false).operation, "status");
+        assert_eq!(op("POST", "http://127.0.0.1:8/claim", true).operation, "registry.claim");
+        assert_eq!(op("POST", "http://127.0.0.1:8/submit", true).operation, "registry.submit");
+        assert_eq!(op("GET", "http://h:1/archive/x.tar.gz", false).operation, "fetch");
+        assert_eq!(op("GET", "http://h:1/download/j/a.txt", false).endpoint, "http://h:1");
+    }
+}

@@ -1,0 +1,155 @@
+//! Facade of provider nodes: `NodeBuilder`, `Node`.
+
+use super::convert::{check_keys, err, from_js, to_js};
+use crate::node::{self, ListenOptions, Node as CoreNode, NodeBuilder as CoreNodeBuilder, NodeCapabilities, NodePricing};
+use crate::Sandrun as CoreSandrun;
+use js_sys::{Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, spawn_local};
+
+/// An immutable node description:
+/// `sandrun.node().capabilities({...}).region('us-west-2').register()`.
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct NodeBuilder {
+    pub(super) client: CoreSandrun,
+    pub(super) core: CoreNodeBuilder,
+}
+
+impl NodeBuilder {
+    fn next(&self, core: crate::Result<CoreNodeBuilder>) -> Result<NodeBuilder, JsValue> {
+        Ok(NodeBuilder { client: self.client.clone(), core: core.map_err(err)? })
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// Typed so that the generated `.d.ts` says `startListening(options?: ListenOptions)`
+    /// (an `unchecked_param_type` would drop the `?`).
+    #[wasm_bindgen(typescript_type = "ListenOptions")]
+    pub type ListenOptionsArg;
+}
+
+/// `check_keys` on `v[key]` when it is an object.
+fn check_nested(v: &JsValue, key: &str, allowed: &[&str], what: &str) -> Result<(), JsValue> {
+    let inner = Reflect::get(v, &key.into())?;
+    if inner.is_object() {
+        check_keys(&inner, allowed, what)?;
+    }
+    Ok(())
+}
+
+#[wasm_bindgen]
+impl NodeBuilder {
+    /// What the node offers: `{ gpu?: { type, memory?, count? }, cpu?: { cores?, memory? }, storage? }`.
+    pub fn capabilities(&self, #[wasm_bindgen(unchecked_param_type = "NodeCapabilities")] capabilities: JsValue) -> Result<NodeBuilder, JsValue> {
+        if !capabilities.is_object() {
+            return Err(err(crate::Error::invalid("capabilities() takes an object like { cpu: { cores: 16, memory: '64GB' } }")));
+        }
+        check_keys(&capabilities, &["gpu", "cpu", "storage"], "capabilities()")?;
+        check_nested(&capabilities, "gpu", &["type", "memory", "count"], "capabilities().gpu")?;
+        check_nested(&capabilities, "cpu", &["cores", "memory"], "capabilities().cpu")?;
+        let c: NodeCapabilities = from_js(capabilities, "capabilities()")?;
+        self.next(self.core.capabilities(c))
+    }
+    /// Where the node is, e.g. `'us-west-2'` (registry extension field `region`).
+    pub fn region(&self, region: &str) -> Result<NodeBuilder, JsValue> {
+        self.next(self.core.region(region))
+    }
+    /// Prices per hour: `{ gpu?: '0.5/hour', cpu?: '0.1/hour' }` (extension field `pricing`).
+    pub fn pricing(&self, #[wasm_bindgen(unchecked_param_type = "NodePricing")] pricing: JsValue) -> Result<NodeBuilder, JsValue> {
+        if !pricing.is_object() {
+            return Err(err(crate::Error::invalid("pricing() takes an object like { cpu: '0.1/hour' }")));
+        }
+        check_keys(&pricing, &["gpu", "cpu"], "pricing()")?;
+        let p: NodePricing = from_js(pricing, "pricing()")?;
+        self.next(self.core.pricing(p))
+    }
+    /// The address this node's earnings go to: `0x` + 40 hex digits (extension field `payout`).
+    pub fn payout(&self, address: &str) -> Result<NodeBuilder, JsValue> {
+        self.next(self.core.payout(address))
+    }
+    /// The Sandrun worker this node serves from (default: `apiEndpoint`).
+    pub fn endpoint(&self, url: &str) -> Result<NodeBuilder, JsValue> {
+        self.next(self.core.endpoint(url))
+    }
+    /// The interpreters advertised (default `['python3', 'node', 'bash']`).
+    pub fn interpreters(&self, #[wasm_bindgen(unchecked_param_type = "('python3' | 'node' | 'bash' | 'sh')[]")] names: JsValue) -> Result<NodeBuilder, JsValue> {
+        self.next(self.core.interpreters(from_js(names, "interpreters()")?))
+    }
+    /// Check the worker's `/health`, then register it with the registry (`registryEndpoint`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Node>")]
+    pub fn register(&self) -> Promise {
+        let (client, spec) = (self.client.clone(), self.core.spec().clone());
+        future_to_promise(async move { Ok(Node { core: node::register(&client, &spec).await.map_err(err)? }.into()) })
+    }
+}
+
+/// A registered provider node.
+#[wasm_bindgen]
+pub struct Node {
+    core: CoreNode,
+}
+
+#[wasm_bindgen]
+impl Node {
+    /// The registry's node id.
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.core.id().to_string()
+    }
+    /// The Sandrun worker URL this node serves from.
+    #[wasm_bindgen(getter)]
+    pub fn endpoint(&self) -> String {
+        self.core.endpoint().to_string()
+    }
+    /// The worker's base64 Ed25519 key (from its `/health`).
+    #[wasm_bindgen(getter, js_name = workerId)]
+    pub fn worker_id(&self) -> String {
+        self.core.worker_id().to_string()
+    }
+    /// The `capabilities` object exactly as registered (reference and extension fields;
+    /// unset ones are `null`, as the registry lists them).
+    #[wasm_bindgen(getter, unchecked_return_type = "Record<string, unknown>")]
+    pub fn capabilities(&self) -> Result<JsValue, JsValue> {
+        use serde::Serialize;
+        self.core
+            .capabilities()
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|e| err(crate::Error::malformed(format!("cannot convert the capabilities to JS: {e}"))))
+    }
+    /// Counters of the loop.
+    #[wasm_bindgen(getter, unchecked_return_type = "NodeStats")]
+    pub fn stats(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.core.stats())
+    }
+    /// Start serving the registry's jobs in the background; resolves once the loop runs
+    /// (after its first heartbeat attempt). A second call while running does nothing.
+    #[wasm_bindgen(js_name = startListening, unchecked_return_type = "Promise<void>")]
+    pub fn start_listening(&self, options: Option<ListenOptionsArg>) -> Promise {
+        let options: Result<ListenOptions, JsValue> = match options.map(JsValue::from) {
+            Some(v) if v.is_object() => check_keys(&v, &["heartbeatInterval", "pollInterval"], "startListening()").and_then(|_| from_js(v, "startListening()")),
+            Some(v) if !v.is_undefined() && !v.is_null() => Err(err(crate::Error::invalid("startListening() takes { heartbeatInterval?, pollInterval? } or nothing"))),
+            _ => Ok(ListenOptions::default()),
+        };
+        let core = self.core.clone();
+        future_to_promise(async move {
+            let options = options?;
+            options.validate().map_err(err)?;
+            if let Some(run) = core.start(options) {
+                spawn_local(run);
+            }
+            core.started().await;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+    /// Stop the loop; resolves once it has ended (a job being run is reported first).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn stop(&self) -> Promise {
+        let core = self.core.clone();
+        future_to_promise(async move {
+            core.stop().await;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
