@@ -644,10 +644,13 @@ pub fn verify_proofs(proofs: &[Proof], k: u32, n: u32) -> ConsensusResult {
             }),
         }
     }
+    // `agreeing` is the largest group of valid proofs that agree with each other, even when
+    // it is smaller than k (then `reached` is false); the rest are dissenters.
     let mut agreed = None;
     if let Some((a, members)) = largest_group(&valid) {
         for (ag, i) in &valid {
-            replicas[*i].outcome = if members.contains(i) && members.len() as u32 >= k { "agreed".into() } else { "dissented".into() };
+            let with_majority = members.contains(i);
+            replicas[*i].outcome = if with_majority { "agreed".into() } else { "dissented".into() };
             if *ag != a {
                 replicas[*i].detail = "valid, but a different result from the majority".into();
             }
