@@ -28,6 +28,12 @@ pub fn host() -> Result<Host, JsValue> {
 
 #[wasm_bindgen]
 extern "C" {
+    /// Optional typed parameters: an `unchecked_param_type` would drop the `?`.
+    #[wasm_bindgen(typescript_type = "SandrunConfig")]
+    pub type SandrunConfigArg;
+    #[wasm_bindgen(typescript_type = "DiscoveryCriteria")]
+    pub type DiscoveryCriteriaArg;
+
     #[wasm_bindgen(method, js_name = makeError)]
     fn make_error(this: &Host, code: &str, message: &str, extra: JsValue) -> JsValue;
 }

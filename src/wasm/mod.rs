@@ -70,8 +70,8 @@ impl JsSandrun {
 #[wasm_bindgen(js_class = Sandrun)]
 impl JsSandrun {
     /// A client for `config` (every field optional; defaults to the local devnet).
-    pub fn create(#[wasm_bindgen(unchecked_param_type = "SandrunConfig")] config: Option<JsValue>) -> Result<JsSandrun, JsValue> {
-        let config: SandrunConfig = convert::config(config)?;
+    pub fn create(config: Option<convert::SandrunConfigArg>) -> Result<JsSandrun, JsValue> {
+        let config: SandrunConfig = convert::config(config.map(JsValue::from))?;
         let core = CoreSandrun::new(config, Rc::new(JsPlatform::new(host()?))).map_err(err)?;
         Ok(JsSandrun { core, js_plugins: Rc::default() })
     }

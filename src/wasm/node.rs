@@ -16,6 +16,8 @@ pub struct NodeBuilder {
     pub(super) core: CoreNodeBuilder,
 }
 
+super::plugin::layered_builder!(NodeBuilder);
+
 impl NodeBuilder {
     fn next(&self, core: crate::Result<CoreNodeBuilder>) -> Result<NodeBuilder, JsValue> {
         Ok(NodeBuilder { client: self.client.clone(), core: core.map_err(err)? })

@@ -26,8 +26,8 @@ impl PoolBuilder {
 #[wasm_bindgen]
 impl PoolBuilder {
     /// Take the registry's active nodes matching `criteria` (needs `registryEndpoint`).
-    pub fn discover(&self, #[wasm_bindgen(unchecked_param_type = "DiscoveryCriteria")] criteria: Option<JsValue>) -> Result<PoolBuilder, JsValue> {
-        let c: DiscoveryCriteria = match criteria {
+    pub fn discover(&self, criteria: Option<super::convert::DiscoveryCriteriaArg>) -> Result<PoolBuilder, JsValue> {
+        let c: DiscoveryCriteria = match criteria.map(JsValue::from) {
             Some(v) if v.is_object() => {
                 check_keys(&v, &["minGPUs", "gpuType", "gpuMemory", "region", "maxPrice", "interpreters"], "discover()")?;
                 from_js(v, "discover()")?

@@ -184,7 +184,7 @@ test('use, with and configure return new builders and leave the old ones unchang
   assert.notEqual(s.use(p), s);
   assert.notEqual(s.with(m), s);
   const job = s.job().code('print(1)');
-  for (const b of [job, s.pool(), s.proof()]) {
+  for (const b of [job, s.pool(), s.proof(), s.node()]) {
     for (const next of [b.use(p), b.with(m), b.configure({ defaults: { timeout: 5 } })]) {
       assert.notEqual(next, b);
       assert.equal(next.constructor, b.constructor);

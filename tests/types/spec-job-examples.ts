@@ -92,3 +92,11 @@ export async function simpleUnpaid(): Promise<JobResult> {
     .submit()
     .then(execution => execution.wait())
 }
+
+// Optional arguments stay optional in the types.
+export function optionalArguments(): void {
+  const local = Sandrun.create();
+  local.pool().discover();
+  local.job().repository('https://github.com/user/repo');
+  local.job().payment('1');
+}
