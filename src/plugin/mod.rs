@@ -195,3 +195,77 @@ mod tests {
         assert_eq!(op("GET", "http://h:1/download/j/a.txt", false).endpoint, "http://h:1");
     }
 }
+
+#[cfg(test)]
+mod rust_plugin_tests {
+    //! Plugins and middleware written in Rust, against the core (no JS involved).
+    use super::*;
+    use crate::platform::native::NativePlatform;
+    use crate::{JobBuilder, Sandrun, SandrunConfig};
+    use std::cell::RefCell;
+
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    /// Answers `/health` itself and records what passed through, outermost first.
+    struct Canned(Rc<RefCell<Vec<String>>>, &'static str);
+    impl Middleware for Canned {
+        fn name(&self) -> String {
+            self.1.into()
+        }
+        fn execute(self: Rc<Self>, next: Next, ctx: OpContext) -> LocalFuture<'static, Result<HttpResponse>> {
+            Box::pin(async move {
+                self.0.borrow_mut().push(format!("{}:{}#{}", self.1, ctx.operation, ctx.attempt));
+                if self.1 == "inner" {
+                    return Ok(HttpResponse { status: 200, headers: vec![], body: br#"{"status":"healthy","worker_id":"canned"}"#.to_vec() });
+                }
+                // Retry once, to show `next` can be called again.
+                let _ = next.run().await;
+                next.run().await
+            })
+        }
+    }
+
+    struct AddArg;
+    impl Plugin for AddArg {
+        fn name(&self) -> String {
+            "add-arg".into()
+        }
+        fn version(&self) -> String {
+            "1".into()
+        }
+        fn on_submit(self: Rc<Self>, mut job: JobDescription) -> LocalFuture<'static, Result<JobDescription>> {
+            Box::pin(async move {
+                job.args.push("added".into());
+                Ok(job)
+            })
+        }
+    }
+
+    #[test]
+    fn rust_middleware_short_circuits_and_retries_in_order() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = Sandrun::new(SandrunConfig { api_endpoint: Some("http://127.0.0.1:9".into()), ..Default::default() }, Rc::new(NativePlatform::default()))
+            .unwrap()
+            .with_middleware(Rc::new(Canned(seen.clone(), "outer")))
+            .with_middleware(Rc::new(Canned(seen.clone(), "inner")));
+        let id = run(s.worker().health()).unwrap();
+        assert_eq!(id.as_deref(), Some("canned"));
+        assert_eq!(*seen.borrow(), ["outer:health#1", "inner:health#1", "inner:health#2"]);
+    }
+
+    #[test]
+    fn rust_plugin_rewrites_the_job_and_a_bad_rewrite_names_it() {
+        let s = Sandrun::new(SandrunConfig::default(), Rc::new(NativePlatform::default())).unwrap().use_plugin(Rc::new(AddArg));
+        let job = JobBuilder::new().code("print(1)").unwrap().args(vec!["given".into()]).unwrap();
+        let rewritten = run(s.hook_submit(&job)).unwrap();
+        assert_eq!(rewritten.spec().args, ["given", "added"]);
+        assert_eq!(job.spec().args, ["given"], "the original job is unchanged");
+        let bad = JobBuilder::new().code("print(1)").unwrap().args(vec!["a\"b".into()]);
+        assert!(bad.is_err());
+        let e = plugin_failed("add-arg", "onSubmit", Error::invalid("x"));
+        assert_eq!(e.code, ErrorCode::PluginFailed);
+        assert!(e.message.contains("add-arg"));
+    }
+}
