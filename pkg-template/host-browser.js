@@ -58,5 +58,6 @@ export const browserHost = {
   readFile: unsupported('reading local files'),
   readDir: unsupported('listing local directories'),
   writeFile: unsupported('writing local files'),
+  sha256: async (bytes) => [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join(''),
   makeError,
 };

@@ -5,7 +5,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { makeError, hostFailure } from './errors.js';
 
 function request(method, url, headers, body, timeoutMs) {
@@ -112,5 +112,6 @@ export const nodeHost = {
   readFile: (p) => io(`cannot read ${p}`, fs.readFile(p).then((b) => new Uint8Array(b.buffer, b.byteOffset, b.length))),
   readDir: (p) => io(`cannot list ${p}`, fs.readdir(p, { withFileTypes: true }).then((es) => es.map((e) => [e.name, e.isDirectory()]))),
   writeFile: (p, bytes) => io(`cannot write ${p}`, fs.mkdir(path.dirname(p), { recursive: true }).then(() => fs.writeFile(p, bytes))),
+  sha256: async (bytes) => createHash('sha256').update(bytes).digest('hex'),
   makeError,
 };

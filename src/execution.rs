@@ -6,7 +6,7 @@ use crate::api::WorkerClient;
 use crate::error::{Error, ErrorCode, Result};
 use crate::job::{archive::check_relative_path, PreparedJob};
 use crate::platform::{WebSocket, WsEvent};
-use crate::proof::{sha256_hex, verify_status_signature};
+use crate::proof::verify_status_signature;
 use crate::types::{ConsensusLevel, JobResult, OutputFile, PaymentInfo, Proof, ProofCheck, ResultStatus};
 use crate::util::{race, CancelToken, Either};
 use std::cell::{Cell, RefCell};
@@ -231,7 +231,7 @@ impl JobExecution {
                 // Inputs come back unchanged most of the time: hash our own copy first.
                 let local = job.files.iter().find(|(p, _)| p == path).map(|(_, b)| b.clone());
                 let bytes: Rc<[u8]> = match local {
-                    Some(b) if sha256_hex(&b) == meta.sha256 => b,
+                    Some(b) if c.platform().sha256_hex(&b).await == meta.sha256 => b,
                     _ => match c.download_file(&self.inner.id, path).await {
                         Ok(b) => b.into(),
                         Err(e) => {
@@ -240,7 +240,7 @@ impl JobExecution {
                         }
                     },
                 };
-                let h = sha256_hex(&bytes);
+                let h = c.platform().sha256_hex(&bytes).await;
                 let ok = h == meta.sha256 && bytes.len() as u64 == meta.size_bytes;
                 checks.push(ProofCheck {
                     name: format!("output:{path}"),
@@ -306,7 +306,7 @@ impl JobExecution {
         let mut files = Vec::new();
         for of in &f.result.files {
             let bytes = self.inner.client.download_file(&self.inner.id, &of.path).await?;
-            let h = sha256_hex(&bytes);
+            let h = self.inner.client.platform().sha256_hex(&bytes).await;
             if h != of.sha256 {
                 return Err(Error::new(
                     ErrorCode::VerificationFailed,

@@ -30,6 +30,9 @@ extern "C" {
     fn read_file(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
     #[wasm_bindgen(method, catch, js_name = readDir)]
     fn read_dir(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
+    /// Native SHA-256 (WebCrypto / node:crypto): a Promise of lowercase hex.
+    #[wasm_bindgen(method, catch, js_name = sha256)]
+    fn sha256(this: &Host, bytes: Uint8Array) -> std::result::Result<Promise, JsValue>;
     #[wasm_bindgen(method, catch, js_name = writeFile)]
     fn write_file(this: &Host, path: &str, bytes: Uint8Array) -> std::result::Result<Promise, JsValue>;
 
@@ -138,6 +141,23 @@ impl Platform for JsPlatform {
                 .collect())
         })
     }
+    fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
+        if bytes.len() < HOST_SHA256_MIN_BYTES {
+            let h = crate::proof::sha256_hex(bytes);
+            return Box::pin(async move { h });
+        }
+        let fallback = bytes.to_vec();
+        let p = self.host.sha256(Uint8Array::from(bytes));
+        Box::pin(async move {
+            match p {
+                Ok(p) => match JsFuture::from(p).await.ok().and_then(|v| v.as_string()) {
+                    Some(h) => h,
+                    None => crate::proof::sha256_hex(&fallback),
+                },
+                Err(_) => crate::proof::sha256_hex(&fallback),
+            }
+        })
+    }
     fn write_file(&self, path: &str, bytes: &[u8]) -> LocalFuture<'_, Result<()>> {
         let path = path.to_string();
         let bytes = Uint8Array::from(bytes);
@@ -182,6 +202,9 @@ impl Drop for Cancellable {
         }
     }
 }
+
+/// Small inputs stay in wasm: crossing to the host costs more than hashing them.
+const HOST_SHA256_MIN_BYTES: usize = 64 * 1024;
 
 struct JsSocket(HostSocket);
 

@@ -391,6 +391,20 @@ test('a 2-of-3 job in the browser: the agreed result, the wrong-output worker na
   assert.deepEqual(r, { stdout: 'agreed\n', reached: true, agreeing: 2, dissenting: [w[3].worker_id] });
 });
 
+test('a large output is checked with WebCrypto in the browser', { timeout: 30_000 }, async () => {
+  const r = await okInPage(
+    async (sdk, { url }) => {
+      const s = sdk.Sandrun.create({ apiEndpoint: url });
+      const res = await (await s.job().code('open("big.bin","wb").write(bytes(range(256)) * 2048)').outputs(['big.bin']).submit()).download();
+      const f = res.files[0];
+      const digest = [...new Uint8Array(await crypto.subtle.digest('SHA-256', f.bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+      return { size: f.size, same: digest === f.sha256, ok: res.proof.checks.find((c) => c.name === 'output:big.bin').ok };
+    },
+    { url: devnet.workers[1].url },
+  );
+  assert.deepEqual(r, { size: 524288, same: true, ok: true });
+});
+
 test('no uncaught errors in the page', () => {
   assert.deepEqual(pageErrors, []);
 });

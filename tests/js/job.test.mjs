@@ -230,3 +230,12 @@ test('an unreachable endpoint is a NETWORK error', async () => {
   const e = await rejectsWith(Sandrun.create({ apiEndpoint: 'http://127.0.0.1:9' }).job().code('print(1)').submit(), 'NETWORK', SandrunError);
   assert.match(e.message, /connection refused/);
 });
+
+test('large outputs are hash-checked (with the host\'s native SHA-256) and downloaded intact', async () => {
+  const { createHash } = await import('node:crypto');
+  const r = await sandrun.job().code('import os\nopen("big.bin","wb").write(os.urandom(3 * 1024 * 1024))').outputs(['big.bin']).submit().then((e) => e.download());
+  const f = r.files[0];
+  assert.equal(f.size, 3 * 1024 * 1024);
+  assert.equal(createHash('sha256').update(f.bytes).digest('hex'), f.sha256);
+  assert.ok(r.proof.checks.find((c) => c.name === 'output:big.bin').ok);
+});
