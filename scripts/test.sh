@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --browser
+echo "== contracts: artifacts match a fresh compile; escrow tests on anvil"
+node scripts/compile-contracts.mjs --check
+node --test tests/contracts/
 echo "== native: cargo test (SDK core, devnet)"
 cargo build -q -p sandrun-devnet
 cargo test --workspace

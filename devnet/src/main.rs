@@ -6,6 +6,7 @@
 //! it prints one JSON line (`--json`) describing the network and keeps running until
 //! SIGINT/SIGTERM, then stops the workers, which kill their jobs' process groups.
 
+mod chain;
 mod exec;
 mod http;
 mod manifest;
@@ -50,6 +51,9 @@ USAGE: sandrun-devnet [FLAGS]
   --no-netns             do not put jobs in a private network namespace
   --node-timeout SECS    registry: node inactive after this long without heartbeat (default 60)
   --heartbeat SECS       worker heartbeat interval (default 10)
+  --chain                also start anvil with the escrow and a test ERC-20 deployed, accounts
+                         funded, and a payout address per worker (JSON line: \"chain\", \"payout\")
+  --anvil PATH           the anvil binary (default: node_modules/.bin/anvil from @foundry-rs/anvil)
   -h, --help             this text
 ";
 
@@ -194,6 +198,9 @@ fn main() {
 struct Services {
     workers: Vec<(String, Option<String>)>,
     registry: String,
+    /// With `--chain`: each worker's payout address (same order as `workers`) and the chain.
+    payouts: Vec<String>,
+    chain: Option<String>,
 }
 
 impl Services {
@@ -202,12 +209,19 @@ impl Services {
         let ws: Vec<String> = self
             .workers
             .iter()
-            .map(|(url, id)| {
+            .enumerate()
+            .map(|(i, (url, id))| {
                 let id = id.as_ref().map(|i| format!("\"{i}\"")).unwrap_or_else(|| "null".into());
-                format!("{{\"url\":\"{url}\",\"worker_id\":{id}}}")
+                match self.payouts.get(i) {
+                    Some(p) => format!("{{\"url\":\"{url}\",\"worker_id\":{id},\"payout\":\"{p}\"}}"),
+                    None => format!("{{\"url\":\"{url}\",\"worker_id\":{id}}}"),
+                }
             })
             .collect();
-        format!("{{\"workers\":[{}],\"registry\":\"{}\"}}", ws.join(","), self.registry)
+        match &self.chain {
+            Some(c) => format!("{{\"workers\":[{}],\"registry\":\"{}\",\"chain\":{c}}}", ws.join(","), self.registry),
+            None => format!("{{\"workers\":[{}],\"registry\":\"{}\"}}", ws.join(","), self.registry),
+        }
     }
 }
 
@@ -219,6 +233,8 @@ fn orchestrator_main(args: &[String]) {
     let mut faults: Vec<(usize, Fault)> = Vec::new();
     let mut caps: Vec<(usize, serde_json::Value)> = Vec::new();
     let mut node_timeout = 60u64;
+    let mut with_chain = false;
+    let mut anvil: Option<std::path::PathBuf> = None;
     let mut it = args.iter().cloned();
     while let Some(flag) = it.next() {
         let mut next = || it.next().unwrap_or_else(|| die(&format!("{flag} needs a value")));
@@ -228,6 +244,8 @@ fn orchestrator_main(args: &[String]) {
         match flag.as_str() {
             "--workers" => workers = next().parse().unwrap_or_else(|_| die("--workers: not a number")),
             "--json" => json = true,
+            "--chain" => with_chain = true,
+            "--anvil" => anvil = Some(next().into()),
             "--port-base" => port_base = Some(next().parse().unwrap_or_else(|_| die("--port-base: not a port"))),
             "--node-timeout" => node_timeout = next().parse().unwrap_or_else(|_| die("--node-timeout: not a number")),
             "--fault" => {
@@ -269,6 +287,17 @@ fn orchestrator_main(args: &[String]) {
         let registry = registry::Registry::new(node_timeout);
         tokio::spawn(registry.clone().serve(reg_listener));
 
+        // The chain first: its accounts give each worker a payout address.
+        let mut chain = None;
+        let mut payouts = Vec::new();
+        if with_chain {
+            let bin = chain::find_anvil(anvil.clone()).unwrap_or_else(|e| die(&e));
+            let port = port_base.map(|b| b + workers as u16 + 1).unwrap_or(0);
+            let c = chain::start(&bin, &common.data_dir, port, (workers + 5).max(10)).await.unwrap_or_else(|e| die(&format!("--chain: {e}")));
+            payouts = (0..workers).map(|i| c.accounts[c.accounts.len() - 1 - i].0.clone()).collect();
+            chain = Some(c);
+        }
+
         let exe = std::env::current_exe().unwrap_or_else(|e| die(&format!("current_exe: {e}")));
         let mut children: Vec<Child> = Vec::new();
         let mut urls = Vec::new();
@@ -285,6 +314,9 @@ fn orchestrator_main(args: &[String]) {
                 .args(common.to_args());
             for (_, f) in faults.iter().filter(|(j, _)| *j == i) {
                 cmd.args(["--fault", f.name()]);
+            }
+            if let Some(p) = payouts.get(i) {
+                cmd.args(["--capabilities", &serde_json::json!({ "payout": p }).to_string()]);
             }
             for (_, c) in caps.iter().filter(|(j, _)| *j == i) {
                 cmd.args(["--capabilities", &c.to_string()]);
@@ -332,9 +364,15 @@ fn orchestrator_main(args: &[String]) {
         while registry.node_count() < workers && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        // Handlers first: a script may send SIGTERM the moment it reads the JSON line.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut sigint = signal(SignalKind::interrupt()).unwrap();
+        let mut sigterm = signal(SignalKind::terminate()).unwrap();
         let services = Services {
             workers: urls.iter().zip(ids).map(|(a, id)| (format!("http://{a}"), id)).collect(),
             registry: format!("http://{reg_addr}"),
+            payouts: payouts.clone(),
+            chain: chain.as_ref().map(|c| c.to_json()),
         };
         if json {
             use std::io::Write;
@@ -352,12 +390,12 @@ fn orchestrator_main(args: &[String]) {
                 );
             }
             println!("  registry: {}", services.registry);
+            if let Some(c) = &chain {
+                println!("  chain: {} (chain id {}), escrow {}, test token {}", c.rpc, c.chain_id, c.escrow, c.token);
+            }
             println!("  data dir: {}", common.data_dir.display());
         }
 
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut sigint = signal(SignalKind::interrupt()).unwrap();
-        let mut sigterm = signal(SignalKind::terminate()).unwrap();
         let mut reported = vec![false; children.len()];
         loop {
             tokio::select! {
@@ -376,6 +414,9 @@ fn orchestrator_main(args: &[String]) {
             }
         }
         eprintln!("sandrun-devnet: stopping");
+        if let Some(c) = chain.as_mut() {
+            c.stop();
+        }
         for c in children.iter() {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         }
