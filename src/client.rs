@@ -40,8 +40,8 @@ pub struct Sandrun {
     /// `base` behind the middleware chain: what every client uses.
     platform: Rc<dyn Platform>,
     layers: Rc<Vec<Layer>>,
-    /// Whether `on_init` ran for this configuration.
-    initialized: Rc<Cell<bool>>,
+    /// `on_init` for this configuration: 0 not run, 1 running, 2 done.
+    initialized: Rc<Cell<u8>>,
 }
 
 impl Sandrun {
@@ -83,15 +83,25 @@ impl Sandrun {
         })
     }
 
-    /// Run every plugin's `on_init` once for this configuration.
+    /// Run every plugin's `on_init` once for this configuration; operations started while
+    /// it runs wait for it. If it fails, the next operation tries again.
     pub async fn init(&self) -> Result<()> {
-        if self.initialized.replace(true) {
-            return Ok(());
+        loop {
+            match self.initialized.get() {
+                2 => return Ok(()),
+                1 => self.platform.sleep(5).await,
+                _ => break,
+            }
         }
+        self.initialized.set(1);
         for p in self.plugins() {
             let name = p.name();
-            p.on_init((*self.config).clone()).await.map_err(|e| plugin_failed(&name, "onInit", e))?;
+            if let Err(e) = p.on_init((*self.config).clone()).await {
+                self.initialized.set(0);
+                return Err(plugin_failed(&name, "onInit", e));
+            }
         }
+        self.initialized.set(2);
         Ok(())
     }
 

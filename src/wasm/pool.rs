@@ -81,6 +81,14 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    /// Runs when JS frees the object (explicitly or by garbage collection); builders
+    /// made with `with(pool)` keep their own copy of the pool.
+    fn drop(&mut self) {
+        super::POOLS.with(|p| p.borrow_mut().remove(&self.handle));
+    }
+}
+
 #[wasm_bindgen]
 impl Pool {
     /// The pool's workers.

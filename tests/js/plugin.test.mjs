@@ -195,3 +195,16 @@ test('use, with and configure return new builders and leave the old ones unchang
   assert.equal((await job.submit().then((e) => e.wait())).stdout, '1\n');
   assert.equal((await rewritten.code('import sys; print(sys.argv[1:])').submit().then((e) => e.wait())).stdout, "['x']\n");
 });
+
+test('operations started while onInit runs wait for it; onInit runs once', async () => {
+  let inits = 0;
+  let ready = false;
+  const s = client({ defaults: { consensus: 'none' } }).use({
+    name: 'slow-init', version: '1',
+    async onInit() { inits++; await new Promise((r) => setTimeout(r, 200)); ready = true; },
+    onSubmit() { assert.equal(ready, true, 'onSubmit after onInit finished'); },
+  });
+  const rs = await Promise.all([0, 1, 2].map((i) => s.job().code(`print(${i})`).submit().then((e) => e.wait())));
+  assert.deepEqual(rs.map((r) => r.stdout), ['0\n', '1\n', '2\n']);
+  assert.equal(inits, 1);
+});
