@@ -239,3 +239,17 @@ test('large outputs are hash-checked (with the host\'s native SHA-256) and downl
   assert.equal(createHash('sha256').update(f.bytes).digest('hex'), f.sha256);
   assert.ok(r.proof.checks.find((c) => c.name === 'output:big.bin').ok);
 });
+
+test('SandrunConfig.defaults apply where the builder is silent', async () => {
+  const s = sandrun.configure({ apiEndpoint: W.spare, defaults: { timeout: 0.5, consensus: 'none' } });
+  const ex = await s.job().code('import time\ntime.sleep(20)').submit();
+  const e = await rejectsWith(ex.wait(), 'TIMEOUT', SandrunError);
+  assert.match(e.message, /timeout of 0.5 s/);
+  const est = await s.job().code('print(1)').estimate();
+  assert.equal(est.maxSeconds, 0.5);
+  // A builder's own value wins over the default.
+  assert.equal((await s.job().code('print(1)').timeout(9).estimate()).maxSeconds, 9);
+  const r = await sandrun.configure({ defaults: { consensus: 'none' } }).job().code('print(1)').submit().then((x) => x.wait());
+  assert.equal(r.proof.level, 'none');
+  assert.equal(r.proof.verified, false);
+});
