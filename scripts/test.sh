@@ -18,4 +18,5 @@ node scripts/build.mjs
 echo "== types: the spec's examples under tsc --strict"
 npx tsc -p tests/types
 echo "== JS: node:test on the built package, devnet, Chromium"
+export SANDRUN_DEVNET_BIN="${CARGO_TARGET_DIR:-target}/debug/sandrun-devnet"
 node --test --test-concurrency=1 tests/js/ tests/e2e/

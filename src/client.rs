@@ -42,13 +42,15 @@ pub struct Sandrun {
     layers: Rc<Vec<Layer>>,
     /// `on_init` for this configuration: 0 not run, 1 running, 2 done.
     initialized: Rc<Cell<u8>>,
+    /// The user's wallet (EIP-1193), for payments.
+    wallet: Option<Rc<dyn crate::chain::Wallet>>,
 }
 
 impl Sandrun {
     /// Validate the config now, so a typo fails here and not at submit.
     pub fn new(config: SandrunConfig, platform: Rc<dyn Platform>) -> Result<Sandrun> {
         config.validate()?;
-        Ok(Sandrun { config: Rc::new(config), base: platform.clone(), platform, layers: Rc::default(), initialized: Rc::default() })
+        Ok(Sandrun { config: Rc::new(config), base: platform.clone(), platform, layers: Rc::default(), initialized: Rc::default(), wallet: None })
     }
 
     fn with_layer(&self, layer: Layer) -> Sandrun {
@@ -63,7 +65,16 @@ impl Sandrun {
             .collect();
         let platform: Rc<dyn Platform> =
             if chain.is_empty() { self.base.clone() } else { Rc::new(MiddlewarePlatform::new(self.base.clone(), chain)) };
-        Sandrun { config: self.config.clone(), base: self.base.clone(), platform, layers: Rc::new(layers), initialized: Rc::default() }
+        Sandrun { config: self.config.clone(), base: self.base.clone(), platform, layers: Rc::new(layers), initialized: Rc::default(), wallet: self.wallet.clone() }
+    }
+
+    /// A new client paying through `wallet`.
+    pub fn with_wallet(&self, wallet: Rc<dyn crate::chain::Wallet>) -> Sandrun {
+        Sandrun { wallet: Some(wallet), ..self.clone() }
+    }
+
+    pub fn wallet(&self) -> Option<Rc<dyn crate::chain::Wallet>> {
+        self.wallet.clone()
     }
 
     /// A new client with `plugin` after the ones it has.
@@ -184,22 +195,32 @@ impl Sandrun {
         prepare(job.spec(), self.platform.as_ref(), &self.config).await
     }
 
-    /// Refuse what this client cannot carry out yet, before anything is sent or paid.
-    fn check_supported(&self, job: &JobBuilder) -> Result<()> {
-        if job.spec().payment.is_some() {
-            return Err(Error::new(
-                ErrorCode::Unsupported,
-                "payment() is not implemented in this version: nothing was submitted or paid; remove payment() to run unpaid",
-            ));
+    /// Submit with payment: the escrow is opened first (a rejected wallet request means
+    /// nothing is submitted), and refunded at once if the submission fails.
+    pub async fn submit_paid(&self, job: &JobBuilder, pool: Option<&Pool>) -> Result<(Submitted, Option<Rc<crate::chain::pay::PaidJob>>)> {
+        let job = &self.hook_submit(job).await?;
+        let Some(request) = job.spec().payment.clone() else {
+            return Ok((self.submit_hooked(job, pool).await?, None));
+        };
+        let prepared = self.prepare(job).await?;
+        let paid = Rc::new(crate::chain::pay::open(self, &prepared.job_hash, prepared.timeout_secs, &request).await?);
+        match self.submit_hooked(job, pool).await {
+            Ok(s) => Ok((s, Some(paid))),
+            Err(e) => {
+                let refunded = paid.refund().await;
+                let e = e.with_details(serde_json::json!({"cost": paid.info()}));
+                match refunded {
+                    Ok(()) => Err(e),
+                    Err(r) => Err(Error::new(ErrorCode::PaymentFailed, format!("{} (and the refund failed: {})", e.message, r.message))),
+                }
+            }
         }
-        Ok(())
     }
 
     /// Prepare and submit to the configured worker. A 429 proves no job was created,
     /// so it is retried after the worker's wait (`defaults.retries` times, default 2).
     /// Quorum levels need several workers: see [`Self::submit_any`].
     pub async fn submit(&self, job: &JobBuilder) -> Result<JobExecution> {
-        self.check_supported(job)?;
         if let ConsensusLevel::Quorum { k, n } = self.level_of(job) {
             return Err(Error::invalid(format!("consensus {k}-of-{n} runs on {n} workers: submit it through a pool")));
         }
@@ -211,7 +232,10 @@ impl Sandrun {
     /// registry (`registryEndpoint`); else the configured worker.
     pub async fn submit_any(&self, job: &JobBuilder, pool: Option<&Pool>) -> Result<Submitted> {
         let job = &self.hook_submit(job).await?;
-        self.check_supported(job)?;
+        self.submit_hooked(job, pool).await
+    }
+
+    async fn submit_hooked(&self, job: &JobBuilder, pool: Option<&Pool>) -> Result<Submitted> {
         if let Some(p) = pool {
             // The job's own level, else the pool's strategy.
             return Ok(Submitted::Pooled(p.start(job).await?));

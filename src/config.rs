@@ -84,6 +84,11 @@ pub struct SandrunConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub escrow: Option<EscrowConfig>,
+    /// The wallet (EIP-1193 provider) payments go through; held by the client, not
+    /// serialized (see the facade).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "Web3Provider"))]
+    pub web3_provider: Option<serde_json::Value>,
 }
 
 fn check_url(field: &str, url: &Option<String>) -> Result<()> {
@@ -138,6 +143,7 @@ impl SandrunConfig {
             authentication: partial.authentication.clone().or_else(|| self.authentication.clone()),
             defaults,
             escrow: partial.escrow.clone().or_else(|| self.escrow.clone()),
+            web3_provider: None,
         }
     }
 

@@ -38,11 +38,15 @@ pub enum ErrorCode {
     Io,
     /// A plugin hook threw.
     PluginFailed,
+    /// A payment transaction failed (insufficient funds, a revert, an RPC error).
+    PaymentFailed,
+    /// The wallet is on another chain than the escrow.
+    WrongChain,
 }
 
 impl ErrorCode {
     /// Every code, for parsing.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::InvalidArgument,
         ErrorCode::HttpStatus,
         ErrorCode::RateLimited,
@@ -58,6 +62,8 @@ impl ErrorCode {
         ErrorCode::Unsupported,
         ErrorCode::Io,
         ErrorCode::PluginFailed,
+        ErrorCode::PaymentFailed,
+        ErrorCode::WrongChain,
     ];
 
     /// The code spelled `s`, if any.
@@ -83,6 +89,8 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::Io => "IO",
             ErrorCode::PluginFailed => "PLUGIN_FAILED",
+            ErrorCode::PaymentFailed => "PAYMENT_FAILED",
+            ErrorCode::WrongChain => "WRONG_CHAIN",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! thin `#[wasm_bindgen]` facade that becomes the npm package.
 
 pub mod api;
+pub mod chain;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -85,7 +85,10 @@ pub fn config(v: Option<JsValue>) -> Result<SandrunConfig, JsValue> {
             if defaults.is_object() {
                 check_keys(&defaults, &["timeout", "retries", "consensus"], "SandrunConfig.defaults")?;
             }
-            from_js(v, "SandrunConfig")
+            // The provider is a live JS object, held apart from the serializable config.
+            let copy = js_sys::Object::assign(&js_sys::Object::new(), v.unchecked_ref::<js_sys::Object>());
+            let _ = Reflect::delete_property(&copy, &"web3Provider".into());
+            from_js(copy.into(), "SandrunConfig")
         }
     }
 }

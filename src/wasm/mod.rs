@@ -6,6 +6,7 @@ mod plugin;
 mod node;
 mod pool;
 mod proof;
+mod wallet;
 
 use crate::config::SandrunConfig;
 use crate::execution::{JobExecution as CoreExecution, LogStream as CoreLogStream};
@@ -44,7 +45,7 @@ export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancell
 /** One piece of a job's log. */
 export interface LogChunk { stream: 'stdout' | 'stderr' | 'status'; text: string }
 /** Stable codes of `SandrunError.code`. */
-export type ErrorCode = 'INVALID_ARGUMENT' | 'HTTP_STATUS' | 'RATE_LIMITED' | 'NETWORK' | 'TIMEOUT' | 'JOB_FAILED' | 'JOB_NOT_FOUND' | 'VERIFICATION_FAILED' | 'CONSENSUS_NOT_REACHED' | 'USER_REJECTED' | 'CANCELLED' | 'MALFORMED_RESPONSE' | 'UNSUPPORTED' | 'IO' | 'PLUGIN_FAILED';
+export type ErrorCode = 'INVALID_ARGUMENT' | 'HTTP_STATUS' | 'RATE_LIMITED' | 'NETWORK' | 'TIMEOUT' | 'JOB_FAILED' | 'JOB_NOT_FOUND' | 'VERIFICATION_FAILED' | 'CONSENSUS_NOT_REACHED' | 'USER_REJECTED' | 'CANCELLED' | 'MALFORMED_RESPONSE' | 'UNSUPPORTED' | 'IO' | 'PLUGIN_FAILED' | 'PAYMENT_FAILED' | 'WRONG_CHAIN';
 /** Code for `JobBuilder.code()`: text, bytes, or a Blob/File (a File's name becomes the entrypoint). */
 export type CodeSource = string | Uint8Array | Blob;
 "#;
@@ -71,15 +72,17 @@ impl JsSandrun {
 impl JsSandrun {
     /// A client for `config` (every field optional; defaults to the local devnet).
     pub fn create(config: Option<convert::SandrunConfigArg>) -> Result<JsSandrun, JsValue> {
-        let config: SandrunConfig = convert::config(config.map(JsValue::from))?;
-        let core = CoreSandrun::new(config, Rc::new(JsPlatform::new(host()?))).map_err(err)?;
-        Ok(JsSandrun { core, js_plugins: Rc::default() })
+        let raw = config.map(JsValue::from);
+        let parsed: SandrunConfig = convert::config(raw.clone())?;
+        let core = CoreSandrun::new(parsed, Rc::new(JsPlatform::new(host()?))).map_err(err)?;
+        Ok(JsSandrun { core: with_wallet(core, raw.as_ref())?, js_plugins: Rc::default() })
     }
 
     /// A new client with `partial` merged over this one's config.
     pub fn configure(&self, #[wasm_bindgen(unchecked_param_type = "Partial<SandrunConfig>")] partial: JsValue) -> Result<JsSandrun, JsValue> {
-        let partial = convert::config(Some(partial))?;
-        Ok(JsSandrun { core: self.core.configure(&partial).map_err(err)?, js_plugins: self.js_plugins.clone() })
+        let parsed = convert::config(Some(partial.clone()))?;
+        let core = with_wallet(self.core.configure(&parsed).map_err(err)?, Some(&partial))?;
+        Ok(JsSandrun { core, js_plugins: self.js_plugins.clone() })
     }
 
     /// A new client with `plugin` after the ones it has (hooks run in registration order).
@@ -124,6 +127,15 @@ impl JsSandrun {
     #[wasm_bindgen(unchecked_return_type = "NodeBuilder")]
     pub fn node(&self) -> Result<JsValue, JsValue> {
         self.built(NodeBuilder { client: self.core.clone(), core: Default::default() }.into())
+    }
+}
+
+/// The client with the config's `web3Provider`, if it has one.
+fn with_wallet(core: CoreSandrun, config: Option<&JsValue>) -> Result<CoreSandrun, JsValue> {
+    let provider = config.filter(|c| c.is_object()).map(|c| js_sys::Reflect::get(c, &"web3Provider".into())).transpose()?;
+    match provider.filter(|p| !p.is_undefined() && !p.is_null()) {
+        Some(p) => Ok(core.with_wallet(Rc::new(wallet::JsWallet::new(p)?))),
+        None => Ok(core),
     }
 }
 
@@ -253,8 +265,8 @@ impl JobBuilder {
             let (client, pool) = (this.client.clone(), this.pool.clone());
             let job = this.resolved().await?;
             let ctx = serde_json::json!({"operation": "submit"});
-            match client.submit_any(&job, pool.as_ref()).await {
-                Ok(core) => Ok(JobExecution { core, client }.into()),
+            match client.submit_paid(&job, pool.as_ref()).await {
+                Ok((core, payment)) => Ok(JobExecution { core, client, payment }.into()),
                 Err(e) => Err(err(client.hook_outcome(Err(e), ctx).await.err().expect("an error stays an error"))),
             }
         })
@@ -277,11 +289,13 @@ pub struct JobExecution {
     core: Submitted,
     /// For the plugins' `onResult` / `onError`.
     client: CoreSandrun,
+    /// The escrow of a paid job: released or refunded when the job settles.
+    payment: Option<Rc<crate::chain::pay::PaidJob>>,
 }
 
 impl JobExecution {
     pub(crate) fn single(e: CoreExecution, client: CoreSandrun) -> Self {
-        JobExecution { core: Submitted::Single(e), client }
+        JobExecution { core: Submitted::Single(e), client, payment: None }
     }
     fn context(&self, operation: &str) -> serde_json::Value {
         let p = self.primary();
@@ -336,11 +350,15 @@ impl JobExecution {
     /// Wait for the end; the result is checked as the job's consensus level asks.
     #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
     pub fn wait(&self) -> Promise {
-        let (core, client, ctx) = (self.core.clone(), self.client.clone(), self.context("wait"));
+        let (core, client, ctx, payment) = (self.core.clone(), self.client.clone(), self.context("wait"), self.payment.clone());
         future_to_promise(async move {
             let r = match core {
                 Submitted::Single(e) => e.wait().await,
                 Submitted::Pooled(r) => r.wait().await,
+            };
+            let r = match payment {
+                Some(p) => p.settle(&client, r).await,
+                None => r,
             };
             to_js(&client.hook_outcome(r, ctx).await.map_err(err)?)
         })
@@ -358,15 +376,26 @@ impl JobExecution {
             Submitted::Single(e) => e.cancel(),
             Submitted::Pooled(r) => r.cancel(),
         }
-        future_to_promise(async { Ok(JsValue::UNDEFINED) })
+        // A paid job is refunded; the promise resolves once the refund is mined.
+        let payment = self.payment.clone();
+        future_to_promise(async move {
+            if let Some(p) = payment {
+                p.refund().await.map_err(err)?;
+            }
+            Ok(JsValue::UNDEFINED)
+        })
     }
     /// Wait, then fetch every output file, checked against its signed sha256 (in a pool:
     /// from a worker whose result agreed).
     #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
     pub fn download(&self) -> Promise {
-        let (core, client, ctx) = (self.core.clone(), self.client.clone(), self.context("download"));
+        let (core, client, ctx, payment) = (self.core.clone(), self.client.clone(), self.context("download"), self.payment.clone());
         future_to_promise(async move {
             let r = downloaded(core).await.map(convert::with_bytes);
+            let r = match payment {
+                Some(p) => p.settle(&client, r).await,
+                None => r,
+            };
             to_js(&client.hook_outcome(r, ctx).await.map_err(err)?)
         })
     }

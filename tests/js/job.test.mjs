@@ -220,7 +220,7 @@ test('bad input throws INVALID_ARGUMENT at the builder call', () => {
 
 test('nothing is submitted for what this version or this config cannot do', async () => {
   const before = await acceptedJobs(W.main);
-  await rejectsWith(sandrun.job().code('print(1)').payment('0.1', 'ETH').submit(), 'UNSUPPORTED', SandrunError);
+  await rejectsWith(sandrun.job().code('print(1)').payment('0.1', 'ETH').submit(), 'INVALID_ARGUMENT', SandrunError);
   await rejectsWith(sandrun.job().code('print(1)').consensus('2-of-3').submit(), 'INVALID_ARGUMENT', SandrunError);
   await rejectsWith(sandrun.job().submit(), 'INVALID_ARGUMENT', SandrunError);
   assert.equal(await acceptedJobs(W.main), before);

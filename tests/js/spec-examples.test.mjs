@@ -19,9 +19,10 @@ const GPU = JSON.stringify({ gpu: { type: 'nvidia-a100', memory: 40, count: 4 },
 
 before(async () => {
   const caps = [0, 1, 2, 3, 4].flatMap((i) => ['--capabilities', `${i}=${GPU}`]);
-  net = await startDevnet(['--workers', '5', '--no-rate-limit', ...caps]);
+  net = await startDevnet(['--workers', '5', '--no-rate-limit', '--chain', ...caps]);
   process.env.SANDRUN_API = net.workers[0].url;
   process.env.SANDRUN_REGISTRY = net.registry;
+  process.env.SANDRUN_CHAIN = JSON.stringify(net.chain);
   const out = join(root, 'tests/types/.out');
   execFileSync(join(root, 'node_modules/.bin/tsc'), ['-p', join(root, 'tests/types'), '--noEmit', 'false', '--outDir', out], { stdio: 'inherit' });
   jobs = await import(join(out, 'spec-job-examples.js'));
@@ -42,11 +43,13 @@ after(async () => {
 
 const jobsEverywhere = () => Promise.all(net.workers.map((w) => acceptedJobs(w.url))).then((a) => a.reduce((x, y) => x + y, 0));
 
-test('Simple Job Submission: refused whole while payments are not implemented, nothing submitted', async () => {
-  const before = await jobsEverywhere();
-  const e = await rejectsWith(jobs.simple(), 'UNSUPPORTED', SandrunError);
-  assert.match(e.message, /payment/);
-  assert.equal(await jobsEverywhere(), before);
+test('Simple Job Submission, verbatim: paid, run, verified, released', async () => {
+  const result = await jobs.simple();
+  assert.equal(result.status, 'completed');
+  assert.equal(result.stdout, 'Hello from GPU!\n');
+  assert.equal(result.proof.verified, true);
+  assert.equal(result.cost.state, 'released');
+  assert.equal(result.cost.amount, '0.1');
 });
 
 test('Simple Job Submission without payment() runs and prints', async () => {
@@ -56,10 +59,18 @@ test('Simple Job Submission without payment() runs and prints', async () => {
   assert.equal(result.proof.verified, true);
 });
 
-test('Complex Multi-Node Workflow: verbatim, refused at payment() before anything is fetched or submitted', async () => {
+test('Complex Multi-Node Workflow: verbatim (GitHub is out of reach here) fails at the repository fetch with nothing paid or submitted', async () => {
   const before = await jobsEverywhere();
-  await rejectsWith(pools.complexWorkflow(), 'UNSUPPORTED', SandrunError);
+  await rejectsWith(pools.complexWorkflow(), 'NETWORK', SandrunError);
   assert.equal(await jobsEverywhere(), before);
+});
+
+test('Complex Multi-Node Workflow with a local repository: paid 5 ETH, 3-of-5, released to the agreeing workers', async () => {
+  const execution = await pools.complexWorkflowPaid(`http://127.0.0.1:${repo.address().port}/user/ml-training`);
+  const result = await execution.wait();
+  assert.equal(result.stdout, 'trained on ipfs://...\n');
+  assert.equal(result.cost.state, 'released');
+  assert.ok(result.proof.consensus.agreeing.length >= 3);
 });
 
 test('Complex Multi-Node Workflow with a local repository and no payment: 3-of-5 over the discovered pool', async () => {

@@ -1,7 +1,7 @@
 // Test support: start a real devnet (the sandrun-devnet binary) and talk to its
 // devnet-only admin endpoints. Nothing here fakes a Sandrun worker.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, existsSync } from 'node:fs';
+import { mkdtempSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,11 +9,12 @@ import { createInterface } from 'node:readline';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** The devnet binary: $SANDRUN_DEVNET_BIN, else a release or debug build in target/. */
+/** The devnet binary: $SANDRUN_DEVNET_BIN, else the newer of the release and debug builds. */
 export function devnetBin() {
+  if (process.env.SANDRUN_DEVNET_BIN) return process.env.SANDRUN_DEVNET_BIN;
   const target = process.env.CARGO_TARGET_DIR || join(root, 'target');
-  const candidates = [process.env.SANDRUN_DEVNET_BIN, join(target, 'release/sandrun-devnet'), join(target, 'debug/sandrun-devnet')];
-  const bin = candidates.find((p) => p && existsSync(p));
+  const built = [join(target, 'release/sandrun-devnet'), join(target, 'debug/sandrun-devnet')].filter((p) => existsSync(p));
+  const bin = built.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
   if (!bin) throw new Error('sandrun-devnet is not built: run `cargo build -p sandrun-devnet` (npm test does)');
   return bin;
 }

@@ -1,12 +1,16 @@
 // The spec's job examples, verbatim where the spec gives code, compiled with
 // `tsc --strict` against the generated .d.ts of the built package.
-import { Sandrun, SandrunError } from '@sandrun/wasm';
+import { Sandrun, SandrunError, localWallet } from '@sandrun/wasm';
 import type { SandrunConfig, GPURequirements, JobResult, ConsensusLevel, JobEstimate, LogChunk } from '@sandrun/wasm';
 
+// With a devnet started with --chain, the tests pass the chain's escrow and a funded key.
+const chain = process.env.SANDRUN_CHAIN ? JSON.parse(process.env.SANDRUN_CHAIN) as { rpc: string; chainId: number; escrow: string; accounts: { privateKey: string }[] } : undefined;
 const config: SandrunConfig = {
   apiEndpoint: process.env.SANDRUN_API ?? 'http://127.0.0.1:7700',
+  registryEndpoint: process.env.SANDRUN_REGISTRY,
   ipfsGateway: 'http://127.0.0.1:8080',
   defaults: { timeout: 60, retries: 2, consensus: 'low' },
+  ...(chain ? { escrow: { address: chain.escrow, chainId: chain.chainId }, web3Provider: localWallet(chain.accounts[0].privateKey, chain.rpc) } : {}),
 };
 const sandrun = Sandrun.create(config);
 

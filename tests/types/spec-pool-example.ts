@@ -2,12 +2,14 @@
 // the generated .d.ts, plus the same chain runnable here (run by
 // tests/js/spec-examples.test.mjs): a local repository archive instead of GitHub (no
 // network here) and no payment() (payments are not implemented yet).
-import { Sandrun, retryPlugin, metricsPlugin } from '@sandrun/wasm';
+import { Sandrun, retryPlugin, metricsPlugin, localWallet } from '@sandrun/wasm';
 import type { Pool, JobExecution, ConsensusResult, DiscoveryCriteria } from '@sandrun/wasm';
 
+const chain = process.env.SANDRUN_CHAIN ? JSON.parse(process.env.SANDRUN_CHAIN) as { rpc: string; chainId: number; escrow: string; accounts: { privateKey: string }[] } : undefined;
 const sandrun = Sandrun.create({
   apiEndpoint: process.env.SANDRUN_API ?? 'http://127.0.0.1:7700',
   registryEndpoint: process.env.SANDRUN_REGISTRY ?? 'http://127.0.0.1:7703',
+  ...(chain ? { escrow: { address: chain.escrow, chainId: chain.chainId }, web3Provider: localWallet(chain.accounts[0].privateKey, chain.rpc) } : {}),
 });
 
 // Complex Multi-Node Workflow (spec)
@@ -23,6 +25,28 @@ export async function complexWorkflow(): Promise<JobExecution> {
   const execution = await sandrun
     .job()
     .repository('https://github.com/user/ml-training')
+    .gpu({ type: 'a100', count: 4, memory: '40GB' })
+    .environment({ DATASET_URL: 'ipfs://...' })
+    .payment('5.0', 'ETH')
+    .consensus('high')
+    .with(pool)
+    .submit()
+  return execution;
+}
+
+/** The spec's chain verbatim but for the repository URL (no network here). */
+export async function complexWorkflowPaid(repositoryUrl: string): Promise<JobExecution> {
+  const pool = await sandrun
+    .pool()
+    .discover({ minGPUs: 4, region: 'us-east' })
+    .consensus('2-of-3')
+    .use(retryPlugin({ maxAttempts: 3 }))
+    .use(metricsPlugin())
+    .join()
+
+  const execution = await sandrun
+    .job()
+    .repository(repositoryUrl)
     .gpu({ type: 'a100', count: 4, memory: '40GB' })
     .environment({ DATASET_URL: 'ipfs://...' })
     .payment('5.0', 'ETH')
