@@ -64,7 +64,7 @@ const consoleErrors = [];
 
 async function startDevnet() {
   if (process.env.SANDRUN_DEVNET) return JSON.parse(process.env.SANDRUN_DEVNET);
-  devnetProc = await startSharedDevnet(['--workers', '4', '--no-rate-limit', '--fault', '3=wrong-output']);
+  devnetProc = await startSharedDevnet(['--workers', '4', '--no-rate-limit', '--fault', '3=wrong-output', '--chain']);
   return devnetProc;
 }
 
@@ -403,6 +403,53 @@ test('a large output is checked with WebCrypto in the browser', { timeout: 30_00
     { url: devnet.workers[1].url },
   );
   assert.deepEqual(r, { size: 524288, same: true, ok: true });
+});
+
+test('a paid job in the browser through an injected EIP-1193 provider; a rejection pays and submits nothing', { timeout: 60_000 }, async () => {
+  const { createPublicClient, http: viemHttp, parseEther } = await import('viem');
+  const chain = devnet.chain;
+  const pub = createPublicClient({ transport: viemHttp(chain.rpc) });
+  const payer = chain.accounts[0].address;
+  const [p0, w0] = [await pub.getBalance({ address: payer }), await pub.getBalance({ address: devnet.workers[0].payout })];
+  const r = await okInPage(
+    async (sdk, { url, registry, chain }) => {
+      // What a wallet extension injects: an EIP-1193 provider (here backed by anvil's
+      // unlocked dev accounts, so anvil signs).
+      const provider = {
+        async request({ method, params }) {
+          if (window.__rejectNext && method === 'eth_sendTransaction') throw Object.assign(new Error('User rejected the request.'), { code: 4001 });
+          const m = method === 'eth_requestAccounts' ? 'eth_accounts' : method;
+          const res = await fetch(chain.rpc, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: m, params: params ?? [] }) });
+          const j = await res.json();
+          if (j.error) throw Object.assign(new Error(j.error.message), { code: j.error.code });
+          return j.result;
+        },
+      };
+      window.ethereum = provider;
+      const s = sdk.Sandrun.create({ apiEndpoint: url, registryEndpoint: registry, escrow: { address: chain.escrow, chainId: chain.chainId }, web3Provider: window.ethereum });
+      const res = await (await s.job().code('print("paid from a browser")').payment('0.25', 'ETH').submit()).wait();
+      window.__rejectNext = true;
+      let rejected;
+      try {
+        await s.job().code('print(1)').payment('0.25').submit();
+      } catch (e) {
+        rejected = e.code;
+      }
+      window.__rejectNext = false;
+      return { stdout: res.stdout, state: res.cost.state, txs: res.cost.transactions, rejected };
+    },
+    { url: devnet.workers[0].url, registry: devnet.registry, chain },
+  );
+  assert.equal(r.stdout, 'paid from a browser\n');
+  assert.equal(r.state, 'released');
+  assert.equal(r.rejected, 'USER_REJECTED');
+  let gas = 0n;
+  for (const h of r.txs) {
+    const rc = await pub.getTransactionReceipt({ hash: h });
+    gas += rc.gasUsed * rc.effectiveGasPrice;
+  }
+  assert.equal(await pub.getBalance({ address: payer }), p0 - parseEther('0.25') - gas, 'payer: amount + gas, to the wei');
+  assert.equal(await pub.getBalance({ address: devnet.workers[0].payout }), w0 + parseEther('0.25'));
 });
 
 test('no uncaught errors in the page', () => {
