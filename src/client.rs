@@ -289,7 +289,43 @@ impl Sandrun {
             entrypoint: p.entrypoint.clone(),
             job_hash: p.job_hash.clone(),
             max_cost: payment.as_ref().map(|p| p.amount.clone()).unwrap_or_else(|| "0".into()),
-            token: payment.map(|p| p.token).unwrap_or_else(|| "ETH".into()),
-        })
+            token: payment.as_ref().map(|p| p.token.clone()).unwrap_or_else(|| "ETH".into()),
+            worker_cost: self.worker_cost(&p, level.workers(), job.spec().gpu.is_some()).await,
+            gas_price_wei: None,
+            gas_cost: None,
+        }
+        .with_gas(self.gas_estimate(payment.as_ref().is_some_and(|p| p.token != "ETH"), level.workers()).await))
+    }
+
+    /// Cheapest and dearest total of the registry's priced workers that run `p`.
+    async fn worker_cost(&self, p: &PreparedJob, workers: u32, gpu: bool) -> Option<crate::types::PriceRange> {
+        let reg = self.config.registry_endpoint.clone()?;
+        let nodes = crate::api::BrokerClient::new(&reg, self.platform.clone()).nodes().await.ok()?;
+        let hours = p.timeout_secs / 3600.0;
+        let kind = if gpu { "gpu" } else { "cpu" };
+        let mut prices: Vec<f64> = nodes
+            .iter()
+            .filter(|n| n.active == 1)
+            .filter(|n| n.capabilities["interpreters"].as_array().is_none_or(|a| a.iter().any(|i| i.as_str() == Some(&p.interpreter))))
+            .filter_map(|n| n.capabilities["pricing"][kind].as_str().and_then(|s| s.split('/').next()).and_then(|x| x.trim().parse::<f64>().ok()))
+            .collect();
+        if prices.is_empty() {
+            return None;
+        }
+        prices.sort_by(|a, b| a.total_cmp(b));
+        let n = workers as usize;
+        // The cheapest n and the dearest n eligible workers, for the whole timeout.
+        let low: f64 = prices.iter().take(n).sum::<f64>() * hours;
+        let high: f64 = prices.iter().rev().take(n).sum::<f64>() * hours;
+        Some(crate::types::PriceRange { low, high })
+    }
+
+    /// (gas price in wei, gas cost in ETH) of approve (ERC-20) + open + release to `payees`.
+    async fn gas_estimate(&self, erc20: bool, payees: u32) -> Option<(u128, f64)> {
+        let wallet = self.wallet.clone()?;
+        let price = crate::chain::quantity(&wallet.request("eth_gasPrice", serde_json::json!([])).await.ok()?).ok()?;
+        // Measured on anvil: approve ~46k, open ~90k (ETH) / ~105k (ERC-20), release ~45k + ~30k per payee.
+        let gas = if erc20 { 46_000 + 105_000 } else { 90_000 } + 45_000 + 30_000 * payees as u128;
+        Some((price, (gas * price) as f64 / 1e18))
     }
 }

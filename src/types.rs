@@ -312,6 +312,40 @@ pub struct JobEstimate {
     /// The payment that will be locked (`'0'` without `payment()`).
     pub max_cost: String,
     pub token: String,
+    /// What the eligible workers' advertised prices (`pricing` in the registry, per hour)
+    /// come to for `workers` replicas running the whole timeout, cheapest and dearest, in
+    /// the pricing's unit (ETH). Absent without a registry or priced workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub worker_cost: Option<PriceRange>,
+    /// Current gas price (wei) from the wallet's chain, when a wallet is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub gas_price_wei: Option<String>,
+    /// Gas cost of the payment's transactions (approve, open, release) at that price, in ETH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub gas_cost: Option<String>,
+}
+
+impl JobEstimate {
+    /// With the gas price and cost filled in, when known.
+    pub fn with_gas(mut self, gas: Option<(u128, f64)>) -> Self {
+        if let Some((price, cost)) = gas {
+            self.gas_price_wei = Some(price.to_string());
+            self.gas_cost = Some(format!("{cost:.9}"));
+        }
+        self
+    }
+}
+
+/// A low-high range of a cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct PriceRange {
+    pub low: f64,
+    pub high: f64,
 }
 
 mod opt_bytes {

@@ -118,3 +118,16 @@ test('an ERC-20 payment: approve, open, release', async () => {
   assert.equal(await tokenBalance(payer().address), p0 - parseEther('12.5'));
   assert.equal(await tokenBalance(W[0].payout), w0 + parseEther('12.5'));
 });
+
+test('estimate() gives price bounds from the workers\' pricing, the timeout, the redundancy and the gas price', async () => {
+  const s = client();
+  const est = await s.job().code('print(1)').timeout(3600).payment('0.5').estimate();
+  // Every devnet worker advertises 0.1/hour for CPU.
+  assert.deepEqual(est.workerCost, { low: 0.1, high: 0.1 });
+  assert.ok(BigInt(est.gasPriceWei) > 0n);
+  assert.ok(Number(est.gasCost) > 0);
+  const three = await s.job().code('print(1)').timeout(1800).consensus('2-of-3').estimate();
+  assert.equal(three.workers, 3);
+  assert.ok(Math.abs(three.workerCost.high - 0.15) < 1e-9, JSON.stringify(three.workerCost));
+  assert.equal(est.maxCost, '0.5');
+});
