@@ -113,10 +113,26 @@ impl PaidJob {
             return Ok(());
         }
         let share = self.amount / U256::from(payees.len());
-        let m = self.escrow().release(self.payer, self.key, payees.to_vec(), vec![share; payees.len()]).await?;
-        self.txs.borrow_mut().push(m);
-        *self.state.borrow_mut() = "released".into();
-        Ok(())
+        match self.escrow().release(self.payer, self.key, payees.to_vec(), vec![share; payees.len()]).await {
+            Ok(m) => {
+                self.txs.borrow_mut().push(m);
+                *self.state.borrow_mut() = "released".into();
+                Ok(())
+            }
+            Err(e) => {
+                // A release is all or nothing (a payee that refuses ETH fails it): give the
+                // payer the funds back now rather than at the deadline.
+                self.settled.set(false);
+                let refunded = self.refund().await;
+                Err(Error::new(
+                    ErrorCode::PaymentFailed,
+                    match refunded {
+                        Ok(()) => format!("the release failed ({}); the payer was refunded", e.message),
+                        Err(r) => format!("the release failed ({}) and so did the refund ({}); the payer can refund any time", e.message, r.message),
+                    },
+                ))
+            }
+        }
     }
 
     /// Settle after the job: release on a verified result, refund otherwise; the outcome

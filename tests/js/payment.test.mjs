@@ -131,3 +131,15 @@ test('estimate() gives price bounds from the workers\' pricing, the timeout, the
   assert.ok(Math.abs(three.workerCost.high - 0.15) < 1e-9, JSON.stringify(three.workerCost));
   assert.equal(est.maxCost, '0.5');
 });
+
+test('a release that fails (a payout address that refuses ETH) refunds the payer at once', async () => {
+  const s = client();
+  // The test token contract has no receive(): ETH sent to it reverts. Register it as W[1]'s payout.
+  await s.node().endpoint(W[1].url).payout(chain.token).register();
+  const p0 = await balance(payer().address);
+  const e = await rejectsWith(s.configure({ apiEndpoint: W[1].url }).job().code('print(1)').payment('0.1').submit().then((x) => x.wait()), 'PAYMENT_FAILED', SandrunError);
+  assert.match(e.message, /payer was refunded/);
+  assert.equal(e.details.cost.state, 'refunded');
+  assert.equal(await balance(payer().address), p0 - (await gasPaid(e.details.cost.transactions)), 'only gas lost');
+  assert.equal(await balance(chain.escrow), 0n);
+});
