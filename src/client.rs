@@ -7,10 +7,10 @@ use crate::execution::JobExecution;
 use crate::job::{prepare::prepare, JobBuilder, PreparedJob};
 use crate::platform::Platform;
 use crate::plugin::{plugin_failed, Middleware, MiddlewarePlatform, Plugin};
-use crate::types::JobResult;
-use std::cell::Cell;
 use crate::pool::{DiscoveryCriteria, Pool, PoolSpec, PooledRun};
-use crate::types::{ConsensusLevel, JobEstimate};
+use crate::types::{ConsensusLevel, JobEstimate, JobResult};
+use std::cell::Cell;
+use std::rc::Rc;
 
 /// A submitted job: on one worker, or replicated over a pool for consensus.
 #[derive(Clone)]
@@ -18,7 +18,6 @@ pub enum Submitted {
     Single(JobExecution),
     Pooled(PooledRun),
 }
-use std::rc::Rc;
 
 /// Longest a 429 wait is honoured before giving up, so a script never hangs for an hour.
 pub const MAX_RATE_LIMIT_WAIT_MS: u64 = 65_000;
@@ -199,12 +198,13 @@ impl Sandrun {
     /// nothing is submitted), and refunded at once if the submission fails.
     pub async fn submit_paid(&self, job: &JobBuilder, pool: Option<&Pool>) -> Result<(Submitted, Option<Rc<crate::chain::pay::PaidJob>>)> {
         let job = &self.hook_submit(job).await?;
+        // Prepared once: sources (files, archives) are read and hashed a single time.
+        let prepared = Rc::new(self.prepare(job).await?);
         let Some(request) = job.spec().payment.clone() else {
-            return Ok((self.submit_hooked(job, pool).await?, None));
+            return Ok((self.submit_hooked(job, pool, prepared).await?, None));
         };
-        let prepared = self.prepare(job).await?;
         let paid = Rc::new(crate::chain::pay::open(self, &prepared.job_hash, prepared.timeout_secs, &request).await?);
-        match self.submit_hooked(job, pool).await {
+        match self.submit_hooked(job, pool, prepared).await {
             Ok(s) => Ok((s, Some(paid))),
             Err(e) => {
                 let refunded = paid.refund().await;
@@ -219,7 +219,7 @@ impl Sandrun {
 
     /// Prepare and submit to the configured worker. A 429 proves no job was created,
     /// so it is retried after the worker's wait (`defaults.retries` times, default 2).
-    /// Quorum levels need several workers: see [`Self::submit_any`].
+    /// Quorum levels and payments go through [`Self::submit_paid`].
     pub async fn submit(&self, job: &JobBuilder) -> Result<JobExecution> {
         if let ConsensusLevel::Quorum { k, n } = self.level_of(job) {
             return Err(Error::invalid(format!("consensus {k}-of-{n} runs on {n} workers: submit it through a pool")));
@@ -229,16 +229,11 @@ impl Sandrun {
     }
 
     /// Submit through `pool` if given; else a quorum level discovers a pool from the
-    /// registry (`registryEndpoint`); else the configured worker.
-    pub async fn submit_any(&self, job: &JobBuilder, pool: Option<&Pool>) -> Result<Submitted> {
-        let job = &self.hook_submit(job).await?;
-        self.submit_hooked(job, pool).await
-    }
-
-    async fn submit_hooked(&self, job: &JobBuilder, pool: Option<&Pool>) -> Result<Submitted> {
+    /// registry (`registryEndpoint`); else the configured worker. Plugins' `on_submit` ran.
+    async fn submit_hooked(&self, job: &JobBuilder, pool: Option<&Pool>, prepared: Rc<PreparedJob>) -> Result<Submitted> {
         if let Some(p) = pool {
             // The job's own level, else the pool's strategy.
-            return Ok(Submitted::Pooled(p.start(job).await?));
+            return Ok(Submitted::Pooled(p.start(job.spec().consensus, prepared).await?));
         }
         match self.level_of(job) {
             ConsensusLevel::Quorum { k, n } => {
@@ -247,13 +242,12 @@ impl Sandrun {
                         "consensus {k}-of-{n} runs on {n} workers: set registryEndpoint so the SDK can discover them, or use .with(pool)"
                     )));
                 }
-                let prepared = self.prepare(job).await?;
                 let criteria = DiscoveryCriteria { interpreters: Some(vec![prepared.interpreter.clone()]), ..Default::default() };
                 let spec = PoolSpec { discover: Some(criteria), ..Default::default() };
                 let pool = crate::pool::join(self, &spec).await?;
-                Ok(Submitted::Pooled(pool.start(&job.clone().with_default_consensus(self.level_of(job))).await?))
+                Ok(Submitted::Pooled(pool.start(Some(self.level_of(job)), prepared).await?))
             }
-            _ => Ok(Submitted::Single(self.submit(job).await?)),
+            level => Ok(Submitted::Single(self.submit_prepared(prepared, level).await?)),
         }
     }
 

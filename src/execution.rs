@@ -392,19 +392,19 @@ impl LogStream {
                     let ws = exec.client.platform().websocket(&url).await.ok().flatten();
                     *self.state.borrow_mut() = match ws {
                         Some(ws) => LogState::Live(ws),
-                        None => self.fallback(false).await?,
+                        None => self.fallback().await?,
                     };
                 }
                 LogState::Live(ws) => {
                     let ev = self.exec.guarded(async { Ok(ws.next().await) }).await?;
                     match ev {
-                        WsEvent::Closed => *self.state.borrow_mut() = self.fallback(true).await?,
+                        WsEvent::Closed => *self.state.borrow_mut() = self.fallback().await?,
                         WsEvent::Text(t) => {
                             if let Some(rest) = t.strip_prefix("[STATUS] ") {
                                 if rest.starts_with("Job status: completed") || rest.starts_with("Job status: failed") {
                                     // Connected after the end: this replay has no stderr. Use /logs.
                                     ws.close();
-                                    *self.state.borrow_mut() = self.fallback(false).await?;
+                                    *self.state.borrow_mut() = self.fallback().await?;
                                     continue;
                                 }
                                 if rest.starts_with("Job started") {
@@ -449,7 +449,7 @@ impl LogStream {
     }
 
     /// Wait for the end, then queue what `/logs` has beyond what was delivered.
-    async fn fallback(&self, after_live: bool) -> Result<LogState> {
+    async fn fallback(&self) -> Result<LogState> {
         let exec = &self.exec;
         let status = exec.final_status().await?;
         let logs = exec.inner.client.logs(exec.id()).await?;
@@ -462,7 +462,6 @@ impl LogStream {
         if !logs.stderr.is_empty() {
             q.push_back(LogChunk::new("stderr", logs.stderr));
         }
-        let _ = after_live;
         q.push_back(LogChunk::new("status", format!("Job {} (exit={})", status.status, status.execution_metadata.exit_code)));
         Ok(LogState::Queue(q))
     }

@@ -1,7 +1,7 @@
 //! A client for one Sandrun worker's HTTP API.
 
 use super::wire::{status_error, Logs, Multipart, SubmitAnswer, WorkerStatus};
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::job::PreparedJob;
 use crate::platform::{HttpRequest, HttpResponse, Platform};
 use std::rc::Rc;
@@ -103,11 +103,6 @@ impl std::fmt::Debug for WorkerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerClient").field("base", &self.base).finish()
     }
-}
-
-/// A network failure of a request that may or may not have reached the worker.
-pub fn is_transient(e: &Error) -> bool {
-    matches!(e.code, ErrorCode::Network | ErrorCode::RateLimited)
 }
 
 #[cfg(test)]

@@ -296,14 +296,6 @@ impl JobBuilder {
         Ok(j)
     }
 
-    /// This job with `level` unless it set its own.
-    pub fn with_default_consensus(self, level: ConsensusLevel) -> JobBuilder {
-        if self.spec.consensus.is_some() {
-            return self;
-        }
-        self.with(|s| s.consensus = Some(level))
-    }
-
     /// How many workers must agree, and whether results are verified.
     pub fn consensus(&self, level: &str) -> Result<JobBuilder> {
         let c = ConsensusLevel::parse(level)?;

@@ -379,15 +379,15 @@ impl Pool {
 
     /// Submit a job to `n` workers for consensus (refusals are replaced by unused
     /// workers); `PooledRun::wait()` then runs it to agreement. See the module docs.
-    pub async fn start(&self, job: &JobBuilder) -> Result<PooledRun> {
-        let (k, n, level) = self.quorum(job.spec().consensus);
+    /// `level` is the job's own consensus level, if it set one.
+    pub async fn start(&self, level: Option<ConsensusLevel>, prepared: Rc<PreparedJob>) -> Result<PooledRun> {
+        let (k, n, level) = self.quorum(level);
         if (self.nodes.len() as u32) < n {
             return Err(Error::new(
                 ErrorCode::ConsensusNotReached,
                 format!("consensus {level} needs {n} workers but the pool has {}: widen discover() or add nodes()", self.nodes.len()),
             ));
         }
-        let prepared = Rc::new(self.client.prepare(job).await?);
         let mut run = PooledRun { pool: self.clone(), prepared, level, k, n, replicas: Vec::new(), running: Vec::new(), next: 0, done: Rc::new(std::cell::RefCell::new(None)), all: Rc::default() };
         while run.running.len() < n as usize {
             let Some(i) = run.take_node() else { break };

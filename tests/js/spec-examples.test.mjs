@@ -66,7 +66,7 @@ test('Complex Multi-Node Workflow: verbatim (GitHub is out of reach here) fails 
 });
 
 test('Complex Multi-Node Workflow with a local repository: paid 5 ETH, 3-of-5, released to the agreeing workers', async () => {
-  const execution = await pools.complexWorkflowPaid(`http://127.0.0.1:${repo.address().port}/user/ml-training`);
+  const { execution } = await pools.complexWorkflowHere(`http://127.0.0.1:${repo.address().port}/user/ml-training`, true);
   const result = await execution.wait();
   assert.equal(result.stdout, 'trained on ipfs://...\n');
   assert.equal(result.cost.state, 'released');

@@ -34,29 +34,9 @@ export async function complexWorkflow(): Promise<JobExecution> {
   return execution;
 }
 
-/** The spec's chain verbatim but for the repository URL (no network here). */
-export async function complexWorkflowPaid(repositoryUrl: string): Promise<JobExecution> {
-  const pool = await sandrun
-    .pool()
-    .discover({ minGPUs: 4, region: 'us-east' })
-    .consensus('2-of-3')
-    .use(retryPlugin({ maxAttempts: 3 }))
-    .use(metricsPlugin())
-    .join()
-
-  const execution = await sandrun
-    .job()
-    .repository(repositoryUrl)
-    .gpu({ type: 'a100', count: 4, memory: '40GB' })
-    .environment({ DATASET_URL: 'ipfs://...' })
-    .payment('5.0', 'ETH')
-    .consensus('high')
-    .with(pool)
-    .submit()
-  return execution;
-}
-
-export async function complexWorkflowHere(repositoryUrl: string): Promise<{ pool: Pool; execution: JobExecution; metrics: ReturnType<typeof metricsPlugin> }> {
+/** The spec's chain but for the repository URL (no network here); `pay` adds its
+ * `.payment('5.0', 'ETH')`. Returns the pool's metrics plugin too. */
+export async function complexWorkflowHere(repositoryUrl: string, pay = false): Promise<{ pool: Pool; execution: JobExecution; metrics: ReturnType<typeof metricsPlugin> }> {
   const metrics = metricsPlugin();
   const criteria: DiscoveryCriteria = { minGPUs: 4, region: 'us-east' };
   const pool = await sandrun
@@ -67,11 +47,12 @@ export async function complexWorkflowHere(repositoryUrl: string): Promise<{ pool
     .use(metrics)
     .join()
 
-  const execution = await sandrun
+  const job = sandrun
     .job()
     .repository(repositoryUrl)
     .gpu({ type: 'a100', count: 4, memory: '40GB' })
     .environment({ DATASET_URL: 'ipfs://...' })
+  const execution = await (pay ? job.payment('5.0', 'ETH') : job)
     .consensus('high')
     .with(pool)
     .submit()
