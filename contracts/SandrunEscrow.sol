@@ -19,6 +19,13 @@ interface IERC20Minimal {
 ///         come anyone can trigger that refund, which always pays the payer.
 ///         There is no owner, no admin, no upgrade, no fee, and no way for anyone but the
 ///         payer to send funds anywhere but back to the payer.
+///
+///         Every payment out (a payee's share, the payer's remainder or refund) is pushed
+///         with a call bounded to `SEND_GAS`. A recipient whose call fails (it reverts,
+///         burns its gas, or a token refuses the transfer) is credited instead: the amount
+///         stays in the contract under `owed(token, recipient)` and the recipient pulls it
+///         with `withdraw()` / `withdrawToken(token)`. So one payee that refuses a payment
+///         never blocks the others, and nothing is lost.
 contract SandrunEscrow {
     enum State {
         None, // unknown key
@@ -58,7 +65,8 @@ contract SandrunEscrow {
     /// `release` whose amounts add up to more than the escrowed amount; `index` is the
     /// first payee whose amount does not fit in what is left.
     error OverRelease(uint256 escrowed, uint256 index);
-    /// An ETH send or token transfer failed (a reverting receiver, a token returning false).
+    /// A transfer that must succeed failed: the token pull at `open`, or a `withdraw` /
+    /// `withdrawToken` whose receiver reverted or whose token returned false.
     error TransferFailed(address token, address to, uint256 amount);
     /// A refund by someone other than the payer before the deadline.
     error NotYetRefundable(bytes32 key, uint64 deadline, uint256 blockTimestamp);
@@ -71,8 +79,14 @@ contract SandrunEscrow {
     /// The escrow received a different amount than was transferred (fee-on-transfer or
     /// rebasing tokens are not supported).
     error UnsupportedToken(address token, uint256 received, uint256 expected);
-    /// A call re-entered open/release/refund while one of them was running.
+    /// A call re-entered open/release/refund/withdraw while one of them was running.
     error Reentrancy();
+    /// `withdraw` / `withdrawToken` by an account the contract owes nothing in `token`.
+    error NothingOwed(address account, address token);
+    /// Too little gas left to give the next recipient its full `SEND_GAS`: the
+    /// transaction's gas limit is too low (raise it; nothing was paid). Without this check a
+    /// tight gas limit could starve an honest payee's call and turn its payment into a credit.
+    error InsufficientGas(uint256 gasLeft, uint256 needed);
 
     // ---------------------------------------------------------------- events
 
@@ -88,10 +102,26 @@ contract SandrunEscrow {
     /// `byDeadline` is true when the refund was made by someone other than the payer,
     /// which the deadline allowed.
     event Refunded(bytes32 indexed key, address indexed payer, uint256 amount, bool byDeadline);
+    /// A payment out of escrow `key` to `account` failed and was credited to it instead;
+    /// `account` pulls it with `withdraw()` (ETH) or `withdrawToken(token)`.
+    event Credited(bytes32 indexed key, address indexed account, address token, uint256 amount);
+    /// `account` pulled `amount` of `token` (address(0): ETH) it was owed.
+    event Withdrawn(address indexed account, address indexed token, uint256 amount);
 
     // ---------------------------------------------------------------- storage
 
     mapping(bytes32 => Escrow) private _escrows;
+    /// token (address(0): ETH) => account => amount credited and not yet withdrawn.
+    mapping(address => mapping(address => uint256)) private _owed;
+
+    /// @notice Gas each push payment's call may use (an ETH receiver's code, or a token's
+    ///         `transfer`). Enough for smart-contract wallets (a Safe's receive uses a few
+    ///         thousand) and common tokens; it bounds what a hostile payee can burn.
+    uint256 public constant SEND_GAS = 100_000;
+    /// Gas that must be left before each push payment: the call's own gas (the 63/64 rule
+    /// withholds 1/64 of what is left), the call's fixed costs (cold account, value
+    /// transfer, new account) and the credit that follows a failed call.
+    uint256 private constant _SEND_RESERVE = SEND_GAS + SEND_GAS / 63 + 70_000;
 
     uint256 private constant _UNLOCKED = 1;
     uint256 private constant _LOCKED = 2;
@@ -114,6 +144,12 @@ contract SandrunEscrow {
     {
         Escrow storage e = _escrows[key];
         return (e.payer, e.token, e.amount, e.deadline, e.state);
+    }
+
+    /// @notice What the contract owes `account` in `token` (address(0): ETH): payments that
+    ///         were credited because pushing them failed, until withdrawn.
+    function owed(address token, address account) external view returns (uint256) {
+        return _owed[token][account];
     }
 
     /// @notice The key `open` derives: keccak256(abi.encode(payer, jobHash, nonce)).
@@ -163,7 +199,8 @@ contract SandrunEscrow {
 
     /// @notice Pays `amounts[i]` to `payees[i]` and refunds what is left to the payer.
     ///         Only the payer, only while open (before or after the deadline). Empty
-    ///         arrays refund everything.
+    ///         arrays refund everything. A recipient whose payment fails is credited
+    ///         (`Credited`) and withdraws later; the release itself still succeeds.
     function release(bytes32 key, address[] calldata payees, uint256[] calldata amounts) external nonReentrant {
         Escrow storage e = _escrows[key];
         State state = e.state;
@@ -189,9 +226,9 @@ contract SandrunEscrow {
         emit Released(key, payees, amounts, remainder);
 
         for (uint256 i = 0; i < payees.length; ++i) {
-            _send(token, payees[i], amounts[i]);
+            _payOrCredit(key, token, payees[i], amounts[i]);
         }
-        _send(token, payer, remainder);
+        _payOrCredit(key, token, payer, remainder);
     }
 
     /// @notice Returns the whole amount to the payer. The payer may do this at any time
@@ -212,18 +249,58 @@ contract SandrunEscrow {
         e.state = State.Refunded;
         emit Refunded(key, payer, amount, byDeadline);
 
-        _send(e.token, payer, amount);
+        _payOrCredit(key, e.token, payer, amount);
+    }
+
+    /// @notice Pulls the ETH credited to the caller (payments to it that failed).
+    ///         Forwards all gas; reverts `NothingOwed` when nothing is owed, and
+    ///         `TransferFailed` (keeping the credit) when the caller refuses the ETH.
+    function withdraw() external nonReentrant {
+        _withdraw(address(0));
+    }
+
+    /// @notice Pulls the `token` credited to the caller.
+    function withdrawToken(address token) external nonReentrant {
+        _withdraw(token);
     }
 
     // ---------------------------------------------------------------- internals
 
-    function _send(address token, address to, uint256 amount) private {
-        if (amount == 0) return;
+    function _withdraw(address token) private {
+        uint256 amount = _owed[token][msg.sender];
+        if (amount == 0) revert NothingOwed(msg.sender, token);
+        // Effects before the transfer out.
+        _owed[token][msg.sender] = 0;
+        emit Withdrawn(msg.sender, token, amount);
         if (token == address(0)) {
-            (bool ok,) = to.call{value: amount}("");
-            if (!ok) revert TransferFailed(address(0), to, amount);
+            (bool ok,) = msg.sender.call{value: amount}("");
+            if (!ok) revert TransferFailed(address(0), msg.sender, amount);
         } else {
-            _callToken(token, abi.encodeCall(IERC20Minimal.transfer, (to, amount)), to, amount);
+            _callToken(token, abi.encodeCall(IERC20Minimal.transfer, (msg.sender, amount)), msg.sender, amount);
+        }
+    }
+
+    /// @dev Pushes `amount` to `to` with a call bounded to SEND_GAS; if that call fails,
+    ///      credits `to` instead. Called after the escrow's state change (CEI), under the
+    ///      lock.
+    function _payOrCredit(bytes32 key, address token, address to, uint256 amount) private {
+        if (amount == 0) return;
+        uint256 left = gasleft();
+        if (left < _SEND_RESERVE) revert InsufficientGas(left, _SEND_RESERVE);
+        bool ok;
+        if (token == address(0)) {
+            // Assembly: no return data is copied, so a receiver cannot make the escrow pay
+            // for a huge return buffer.
+            assembly {
+                ok := call(SEND_GAS, to, amount, 0, 0, 0, 0)
+            }
+        } else {
+            (bool called, bytes memory ret) = token.call{gas: SEND_GAS}(abi.encodeCall(IERC20Minimal.transfer, (to, amount)));
+            ok = called && (ret.length == 0 || (ret.length >= 32 && abi.decode(ret, (uint256)) == 1));
+        }
+        if (!ok) {
+            _owed[token][to] += amount;
+            emit Credited(key, to, token, amount);
         }
     }
 

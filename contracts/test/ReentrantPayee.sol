@@ -9,6 +9,7 @@ interface ISandrunEscrow {
         returns (bytes32 key);
     function release(bytes32 key, address[] calldata payees, uint256[] calldata amounts) external;
     function refund(bytes32 key) external;
+    function withdraw() external;
 }
 
 /// @title ReentrantPayee
@@ -16,13 +17,17 @@ interface ISandrunEscrow {
 ///         receive() tries to re-enter the escrow. Each re-entry is wrapped in try/catch
 ///         so the outer payment goes through and the test can read what the re-entry got
 ///         (`lastError`: the revert data; `reentered`: true if a re-entry succeeded).
-///         Mode Revert makes receive() refuse every payment.
+///         Mode Revert makes receive() refuse every payment, mode Burn burns all the gas
+///         it is given, mode Withdraw re-enters withdraw(); `arm(Accept, ...)` switches it
+///         back to accepting, and `pull()` withdraws what the escrow credited it.
 contract ReentrantPayee {
     enum Mode {
         Accept,
         Release,
         Refund,
-        Revert
+        Revert,
+        Burn,
+        Withdraw
     }
 
     ISandrunEscrow public immutable escrow;
@@ -58,10 +63,28 @@ contract ReentrantPayee {
         escrow.release(key, payees, amounts);
     }
 
+    /// Pulls what the escrow owes this contract (withdraw()).
+    function pull() external {
+        escrow.withdraw();
+    }
+
     receive() external payable {
         received += msg.value;
         Mode m = mode;
         if (m == Mode.Revert) revert("ReentrantPayee: refusing payment");
+        if (m == Mode.Burn) {
+            // Spin until out of gas: the whole call fails having used every unit it got.
+            uint256 spin;
+            while (gasleft() > 0) spin++;
+        }
+        if (m == Mode.Withdraw) {
+            attempts++;
+            try escrow.withdraw() {
+                reentered = true;
+            } catch (bytes memory err) {
+                lastError = err;
+            }
+        }
         if (m == Mode.Release) {
             attempts++;
             try escrow.release(target, _payees, _amounts) {

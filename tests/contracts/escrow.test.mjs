@@ -562,22 +562,148 @@ test('re-entrancy: a payee re-entering refund during release (after the deadline
   await call(payer, 'refund', [other.key]);
 });
 
-test('a payee that refuses ETH makes release revert with TransferFailed; the escrow stays open', async () => {
+// ------------------------------------------------------------------ pull payments
+
+const Mode = { Accept: 0, Release: 1, Refund: 2, Revert: 3, Burn: 4, Withdraw: 5 };
+const NO_KEY = '0x' + '00'.repeat(32);
+const arm = (attacker, mode, key = NO_KEY) => call(deployer, 'arm', [mode, key, [], []], { address: attacker, abi: Attacker.abi });
+const owed = (account, tokenAddr = zeroAddress) => pub.readContract({ address: escrow, abi: Escrow.abi, functionName: 'owed', args: [tokenAddr, account] });
+// The attacker's own calls (pull) revert with the escrow's errors: decode with both ABIs.
+const AttackerAndEscrowErrors = [...Attacker.abi, ...Escrow.abi.filter((x) => x.type === 'error')];
+
+test('a payee that refuses ETH does not block the release: the honest payee is paid to the wei, the refusing one credited, and it withdraws once it accepts', async () => {
   const attacker = await deployAttacker();
-  await call(deployer, 'arm', [3, '0x' + '00'.repeat(32), [], []], { address: attacker, abi: Attacker.abi });
-  const amount = parseEther('0.4');
+  await arm(attacker, Mode.Revert);
+  const amount = parseEther('1');
+  const honest = parseEther('0.3');
+  const refused = parseEther('0.5');
+  const [p0, w10, e0] = await Promise.all([balance(payer), balance(worker1), balance(escrow)]);
   const o = await openEscrow(payer, { amount });
-  await expectRevert(payer, 'release', [o.key, [worker1, attacker], [1n, 2n]], 'TransferFailed', {
-    errArgs: [zeroAddress, attacker, 2n],
-    key: o.key,
-  });
-  // the payer can release to others instead
-  await call(payer, 'release', [o.key, [worker1], [1n]]);
+  const r = await call(payer, 'release', [o.key, [worker1, attacker], [honest, refused]]);
+
+  const evs = events(r);
+  assert.deepEqual(evs.map((e) => e.eventName), ['Released', 'Credited']);
+  assert.deepEqual(evs[1].args, { key: o.key, account: attacker, token: zeroAddress, amount: refused });
+  assert.equal(await balance(worker1), w10 + honest, 'the honest payee: its share, to the wei');
+  assert.equal(await balance(payer), p0 - amount - gasCost(o.receipt) + (amount - honest - refused) - gasCost(r), 'the payer: the remainder');
+  assert.equal(await balance(attacker), 0n);
+  assert.equal(await owed(attacker), refused);
+  assert.equal(await balance(escrow), e0 + refused, 'the credit stays in the escrow');
   assert.equal((await readEscrow(o.key)).state, State.Released);
+
+  // While it still refuses, a withdrawal fails and the credit stays.
+  await expectRevert(deployer, 'pull', [], 'TransferFailed', { address: attacker, abi: AttackerAndEscrowErrors, errArgs: [zeroAddress, attacker, refused] });
+  assert.equal(await owed(attacker), refused);
+
+  // It starts accepting ETH: the pull pays exactly the credit, once.
+  await arm(attacker, Mode.Accept);
+  const w = await call(deployer, 'pull', [], { address: attacker, abi: Attacker.abi });
+  assert.deepEqual(events(w).map((e) => [e.eventName, e.args]), [['Withdrawn', { account: attacker, token: zeroAddress, amount: refused }]]);
+  assert.equal(await balance(attacker), refused);
+  assert.equal(await owed(attacker), 0n);
+  assert.equal(await balance(escrow), e0);
+  await expectRevert(deployer, 'pull', [], 'NothingOwed', { address: attacker, abi: AttackerAndEscrowErrors, errArgs: [attacker, zeroAddress] });
 });
 
-test('the escrow holds exactly what its open escrows hold', async () => {
-  // every escrow opened above was settled, so nothing is left behind: no dust, no drain
+test('a payee that burns all its gas is credited; the release succeeds with bounded gas and pays the others', async () => {
+  const attacker = await deployAttacker();
+  await arm(attacker, Mode.Burn);
+  const amount = parseEther('0.5');
+  const w10 = await balance(worker1);
+  const o = await openEscrow(payer, { amount });
+  // viem estimates the gas limit: the estimate must leave every payee its full SEND_GAS.
+  const r = await call(payer, 'release', [o.key, [attacker, worker1], [parseEther('0.4'), parseEther('0.1')]]);
+  const sendGas = await pub.readContract({ address: escrow, abi: Escrow.abi, functionName: 'SEND_GAS' });
+  assert.equal(sendGas, 100_000n);
+  assert.ok(r.gasUsed < sendGas + 150_000n, `the burner cost the payer at most its SEND_GAS (gasUsed ${r.gasUsed})`);
+  assert.deepEqual(events(r).filter((e) => e.eventName === 'Credited').map((e) => e.args), [{ key: o.key, account: attacker, token: zeroAddress, amount: parseEther('0.4') }]);
+  assert.equal(await balance(worker1), w10 + parseEther('0.1'));
+  assert.equal(await owed(attacker), parseEther('0.4'));
+  await arm(attacker, Mode.Accept);
+  await call(deployer, 'pull', [], { address: attacker, abi: Attacker.abi });
+  assert.equal(await balance(attacker), parseEther('0.4'));
+});
+
+test('a release whose gas limit cannot give each payee its SEND_GAS reverts InsufficientGas (no payee is starved into a credit)', async () => {
+  const amount = parseEther('0.2');
+  const o = await openEscrow(payer, { amount });
+  const gas = 150_000n;
+  await assert.rejects(
+    pub.simulateContract({ account: payer, address: escrow, abi: Escrow.abi, functionName: 'release', args: [o.key, [worker1], [amount]], gas }),
+    (err) => {
+      assert.equal(revertData(err)?.errorName, 'InsufficientGas', err.shortMessage ?? err.message);
+      return true;
+    },
+  );
+  const before = await readEscrow(o.key);
+  const r = await mined(await wallet.writeContract({ account: payer, address: escrow, abi: Escrow.abi, functionName: 'release', args: [o.key, [worker1], [amount]], gas, chain: foundry }));
+  assert.equal(r.status, 'reverted');
+  assert.deepEqual(await readEscrow(o.key), before);
+  await call(payer, 'refund', [o.key]);
+});
+
+test('withdraw / withdrawToken with nothing owed revert NothingOwed', async () => {
+  await expectRevert(stranger, 'withdraw', [], 'NothingOwed', { errArgs: [stranger, zeroAddress] });
+  await expectRevert(stranger, 'withdrawToken', [token], 'NothingOwed', { errArgs: [stranger, token] });
+  assert.equal(await owed(stranger), 0n);
+});
+
+test('re-entrancy: a payee re-entering withdraw() from its receive() gets its credit once; re-entry during a release is refused too', async () => {
+  const attacker = await deployAttacker();
+  await arm(attacker, Mode.Revert);
+  const credit = parseEther('0.3');
+  const o = await openEscrow(payer, { amount: credit });
+  await call(payer, 'release', [o.key, [attacker], [credit]]);
+  assert.equal(await owed(attacker), credit);
+  const e0 = await balance(escrow);
+
+  // The withdrawal's payment re-enters withdraw(): the lock refuses, the credit is paid once.
+  await arm(attacker, Mode.Withdraw);
+  await call(deployer, 'pull', [], { address: attacker, abi: Attacker.abi });
+  assert.equal(await readAttacker(attacker, 'attempts'), 1n);
+  assert.equal(await readAttacker(attacker, 'reentered'), false);
+  assert.deepEqual(decodeEscrowError(await readAttacker(attacker, 'lastError')), REENTRANCY);
+  assert.equal(await balance(attacker), credit);
+  assert.equal(await owed(attacker), 0n);
+  assert.equal(await balance(escrow), e0 - credit);
+
+  // A payee still owed a credit that tries to withdraw while being paid by a release.
+  const a2 = await deployAttacker();
+  await arm(a2, Mode.Revert);
+  const o2 = await openEscrow(payer, { amount: credit });
+  await call(payer, 'release', [o2.key, [a2], [credit]]);
+  await arm(a2, Mode.Withdraw);
+  const o3 = await openEscrow(payer, { amount: credit });
+  await call(payer, 'release', [o3.key, [a2], [credit]]);
+  assert.deepEqual(decodeEscrowError(await readAttacker(a2, 'lastError')), REENTRANCY);
+  assert.equal(await balance(a2), credit, 'the release paid it, the nested withdraw did not');
+  assert.equal(await owed(a2), credit, 'the earlier credit is still owed');
+  await arm(a2, Mode.Accept);
+  await call(deployer, 'pull', [], { address: a2, abi: Attacker.abi });
+  assert.equal(await balance(a2), 2n * credit);
+});
+
+test('a payer that refuses its refund is credited; the refund by anyone after the deadline still settles the escrow', async () => {
+  const attacker = await deployAttacker();
+  const amount = parseEther('0.25');
+  const jobHash = newJobHash();
+  await call(deployer, 'openEth', [jobHash, 1n, (await now()) + 60n], { address: attacker, abi: Attacker.abi, value: amount });
+  const key = keyOf(attacker, jobHash, 1n);
+  await arm(attacker, Mode.Revert);
+  await testClient.increaseTime({ seconds: 61 });
+  await testClient.mine({ blocks: 1 });
+  const r = await call(stranger, 'refund', [key]);
+  assert.deepEqual(events(r).map((e) => e.eventName), ['Refunded', 'Credited']);
+  assert.equal((await readEscrow(key)).state, State.Refunded);
+  assert.equal(await owed(attacker), amount);
+  await arm(attacker, Mode.Accept);
+  await call(deployer, 'pull', [], { address: attacker, abi: Attacker.abi });
+  assert.equal(await balance(attacker), amount);
+});
+
+test('the escrow holds exactly what its open escrows and credits hold', async () => {
+  // every escrow opened above was settled and every credit withdrawn, so nothing is left
+  // behind: no dust, no drain
   assert.equal(await balance(escrow), 0n);
   assert.equal(await tokenBalance(escrow), 0n);
 });
