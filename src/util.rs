@@ -29,32 +29,86 @@ pub async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Outp
 }
 
 /// A shared flag that wakes everyone waiting on it when set.
+///
+/// Each pending [`CancelToken::cancelled`] future owns at most one waker slot: a repoll
+/// replaces its waker in place and dropping the future frees the slot, so a long job
+/// whose wait is polled (or re-created) thousands of times keeps the list bounded by
+/// the number of live waits.
 #[derive(Clone, Default)]
 pub struct CancelToken {
-    inner: Rc<(Cell<bool>, RefCell<Vec<Waker>>)>,
+    inner: Rc<TokenState>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    cancelled: Cell<bool>,
+    next_slot: Cell<u64>,
+    wakers: RefCell<std::collections::BTreeMap<u64, Waker>>,
 }
 
 impl CancelToken {
     pub fn cancel(&self) {
-        self.inner.0.set(true);
-        for w in self.inner.1.borrow_mut().drain(..) {
+        self.inner.cancelled.set(true);
+        let wakers = std::mem::take(&mut *self.inner.wakers.borrow_mut());
+        for (_, w) in wakers {
             w.wake();
         }
     }
     pub fn is_cancelled(&self) -> bool {
-        self.inner.0.get()
+        self.inner.cancelled.get()
+    }
+    /// How many wakers are registered: one per live, pending wait.
+    pub fn waiters(&self) -> usize {
+        self.inner.wakers.borrow().len()
     }
     /// Resolves once cancelled.
-    pub async fn cancelled(&self) {
-        poll_fn(|cx| {
-            if self.inner.0.get() {
-                Poll::Ready(())
-            } else {
-                self.inner.1.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
+    pub fn cancelled(&self) -> Cancelled<'_> {
+        Cancelled { token: self, slot: None }
+    }
+}
+
+/// The future of [`CancelToken::cancelled`].
+pub struct Cancelled<'a> {
+    token: &'a CancelToken,
+    slot: Option<u64>,
+}
+
+impl Future for Cancelled<'_> {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let state = &self.token.inner;
+        if state.cancelled.get() {
+            if let Some(slot) = self.slot.take() {
+                state.wakers.borrow_mut().remove(&slot);
             }
-        })
-        .await
+            return Poll::Ready(());
+        }
+        let slot = match self.slot {
+            Some(s) => s,
+            None => {
+                let s = state.next_slot.get();
+                state.next_slot.set(s + 1);
+                self.slot = Some(s);
+                s
+            }
+        };
+        let mut wakers = state.wakers.borrow_mut();
+        match wakers.get_mut(&slot) {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            Some(w) => *w = cx.waker().clone(),
+            None => {
+                wakers.insert(slot, cx.waker().clone());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Cancelled<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            self.token.inner.wakers.borrow_mut().remove(&slot);
+        }
     }
 }
 
@@ -96,5 +150,44 @@ impl<'a, T> Race<'a, T> {
             Poll::Pending
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::{Context, Wake};
+
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn cancel_token_does_not_accumulate_wakers() {
+        let t = CancelToken::default();
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        // One future polled many times (a long wait woken by other events) holds one slot.
+        let mut f = Box::pin(t.cancelled());
+        for _ in 0..1000 {
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(t.waiters(), 1);
+        drop(f);
+        assert_eq!(t.waiters(), 0, "a dropped wait leaves nothing behind");
+        // Many short-lived waits (one per poll loop iteration, race() losers) leave nothing.
+        for _ in 0..1000 {
+            let mut f = Box::pin(t.cancelled());
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(t.waiters(), 0);
+        // Cancelling still wakes a live waiter.
+        let mut f = Box::pin(t.cancelled());
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+        t.cancel();
+        assert!(f.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(t.waiters(), 0);
     }
 }
