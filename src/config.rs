@@ -55,6 +55,12 @@ pub struct AuthConfig {
 pub struct EscrowConfig {
     pub address: String,
     pub chain_id: u64,
+    /// Seconds to wait for each payment transaction's receipt (open, approve, release,
+    /// refund); default 120. On a timeout the error's `details` carry the escrow key and the
+    /// transaction hashes, and `sandrun.refund(key)` settles it later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub receipt_timeout: Option<f64>,
 }
 
 /// The SDK's configuration (spec: `SandrunConfig`). Every field is optional; `configure()`
@@ -84,6 +90,12 @@ pub struct SandrunConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub escrow: Option<EscrowConfig>,
+    /// Worker keys (base64 Ed25519, as `/health` shows them) trusted to sign results. Set,
+    /// a result signed by any other key fails verification and pools take only these
+    /// workers; k-of-n then means k distinct operators you chose. Unset, any key counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub allowed_workers: Option<Vec<String>>,
     /// The wallet (EIP-1193 provider) payments go through; held by the client, not
     /// serialized (see the facade).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,10 +129,18 @@ impl SandrunConfig {
                 ConsensusLevel::parse(c)?;
             }
         }
+        if let Some(keys) = &self.allowed_workers {
+            crate::job::check_worker_keys("allowedWorkers", keys)?;
+        }
         if let Some(e) = &self.escrow {
             let a = &e.address;
             if !(a.len() == 42 && a.starts_with("0x") && a[2..].chars().all(|c| c.is_ascii_hexdigit())) {
                 return Err(Error::invalid(format!("escrow.address must be 0x + 40 hex digits, got {a:?}")));
+            }
+            if let Some(t) = e.receipt_timeout {
+                if !(t.is_finite() && t > 0.0) {
+                    return Err(Error::invalid(format!("escrow.receiptTimeout must be a positive number of seconds, got {t}")));
+                }
             }
         }
         Ok(())
@@ -143,6 +163,7 @@ impl SandrunConfig {
             authentication: partial.authentication.clone().or_else(|| self.authentication.clone()),
             defaults,
             escrow: partial.escrow.clone().or_else(|| self.escrow.clone()),
+            allowed_workers: partial.allowed_workers.clone().or_else(|| self.allowed_workers.clone()),
             web3_provider: None,
         }
     }

@@ -36,6 +36,37 @@ struct Inner {
     exact_cpu: Cell<Option<f64>>,
     finished: RefCell<Option<Finished>>,
     cost: RefCell<PaymentInfo>,
+    /// Who may sign this result: the key the worker showed at `/health` when its pool
+    /// joined, and the user's allowlist.
+    trust: RefCell<SignerPolicy>,
+}
+
+/// Which keys may sign a result. A signature by any other key is a failed check, so a
+/// relay that passes on another worker's signed result does not count as that worker.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignerPolicy {
+    /// The key this worker presented at `/health` (pools bind it at `join()`).
+    pub bound_key: Option<String>,
+    /// Keys the user trusts (`allowedWorkers`, `allow()`); `None` trusts any key.
+    pub allowed: Option<Vec<String>>,
+}
+
+impl SignerPolicy {
+    /// `None` when `signer` may sign, else why not.
+    pub fn refuses(&self, signer: Option<&str>) -> Option<String> {
+        let signer = signer.unwrap_or("(none)");
+        if let Some(k) = &self.bound_key {
+            if k != signer {
+                return Some(format!("signed by key {signer}, but this worker presented key {k} at /health: a relayed or substituted result"));
+            }
+        }
+        if let Some(a) = &self.allowed {
+            if !a.iter().any(|k| k == signer) {
+                return Some(format!("signed by key {signer}, which is not in the allowlist ({} key(s))", a.len()));
+            }
+        }
+        None
+    }
 }
 
 /// A job submitted to one worker.
@@ -46,6 +77,7 @@ pub struct JobExecution {
 
 impl JobExecution {
     pub fn new(client: WorkerClient, id: String, job: Rc<PreparedJob>, level: ConsensusLevel, submitted_ms: f64) -> Self {
+        let allowed = job.allowed.clone();
         JobExecution {
             inner: Rc::new(Inner {
                 client,
@@ -58,8 +90,14 @@ impl JobExecution {
                 exact_cpu: Cell::new(None),
                 finished: RefCell::new(None),
                 cost: RefCell::new(PaymentInfo::none()),
+                trust: RefCell::new(SignerPolicy { bound_key: None, allowed }),
             }),
         }
+    }
+
+    /// Only accept a result signed under `policy`.
+    pub fn set_signer_policy(&self, policy: SignerPolicy) {
+        *self.inner.trust.borrow_mut() = policy;
     }
 
     /// The worker's job id (unique only together with [`Self::worker`]).
@@ -215,6 +253,7 @@ impl JobExecution {
             detail: format!("worker reported {got_hash}, recomputed {}", job.job_hash),
         });
         let mut signed_string = None;
+        let mut stdout_bytes: Option<Rc<[u8]>> = None;
         if verify {
             match verify_status_signature(&status, self.inner.exact_cpu.get()) {
                 Ok(s) => {
@@ -226,6 +265,10 @@ impl JobExecution {
                     signed_string = Some(s.signed);
                 }
                 Err(e) => checks.push(ProofCheck { name: "signature".into(), ok: false, detail: e.message }),
+            }
+            let signer = status.worker_metadata.worker_id.as_deref();
+            if let Some(why) = self.inner.trust.borrow().refuses(signer) {
+                checks.push(ProofCheck { name: "signer".into(), ok: false, detail: why });
             }
             for (path, meta) in &status.output_files {
                 // Inputs come back unchanged most of the time: hash our own copy first.
@@ -247,7 +290,13 @@ impl JobExecution {
                     ok,
                     detail: if ok { format!("sha256 {h} matches") } else { format!("worker claims sha256 {} ({} bytes), bytes hash to {h} ({} bytes)", meta.sha256, meta.size_bytes, bytes.len()) },
                 });
+                if job.stdout_file.as_deref() == Some(path.as_str()) && ok {
+                    stdout_bytes = Some(bytes.clone());
+                }
                 files.push((path.clone(), bytes));
+            }
+            if let Some(name) = &job.stdout_file {
+                checks.push(stdout_check(name, stdout_bytes.as_deref(), &logs.stdout));
             }
         }
         let verified = checks.iter().all(|c| c.ok);
@@ -262,18 +311,25 @@ impl JobExecution {
             consensus: None,
         };
         let meta = &status.execution_metadata;
-        let mut lines: Vec<String> = logs.stdout.lines().map(str::to_string).collect();
+        // When stdout was signed, the result carries the checked bytes, not `/logs`.
+        let (output, stdout) = match &stdout_bytes {
+            Some(b) => (b.to_vec(), String::from_utf8_lossy(b).into_owned()),
+            None => (logs.stdout.clone().into_bytes(), logs.stdout.clone()),
+        };
+        let mut lines: Vec<String> = stdout.lines().map(str::to_string).collect();
         lines.extend(logs.stderr.lines().map(str::to_string));
         let result = JobResult {
             id: self.inner.id.clone(),
-            status: if status.status == "completed" { ResultStatus::Completed } else { ResultStatus::Failed },
-            output: Some(logs.stdout.clone().into_bytes()),
+            // From the exit code, which the signature covers, never from the unsigned
+            // `status` field.
+            status: if meta.exit_code == 0 { ResultStatus::Completed } else { ResultStatus::Failed },
+            output: Some(output),
             logs: lines,
             proof: Some(proof.clone()),
             cost: self.inner.cost.borrow().clone(),
             execution_time: c.platform().now_ms() - self.inner.submitted_ms,
             exit_code: meta.exit_code,
-            stdout: logs.stdout,
+            stdout,
             stderr: logs.stderr,
             worker: c.base.clone(),
             job_hash: got_hash,
@@ -341,6 +397,20 @@ impl JobExecution {
     pub fn logs(&self) -> LogStream {
         LogStream { exec: self.clone(), state: RefCell::new(LogState::Start), delivered_stdout: RefCell::new(String::new()) }
     }
+}
+
+/// Does the stdout the worker reported (unsigned `/logs`) match the file the launcher
+/// wrote, which the worker hashed and signed?
+fn stdout_check(name: &str, signed: Option<&[u8]>, reported: &str) -> ProofCheck {
+    let (ok, detail) = match signed {
+        None => (false, format!("the signed stdout file {name} is missing from the worker's outputs or failed its hash")),
+        Some(b) if String::from_utf8_lossy(b) == reported => (true, format!("stdout is covered by the signature ({name}, {} bytes)", b.len())),
+        Some(b) => (
+            false,
+            format!("the worker reported {} bytes of stdout that differ from the {} bytes it signed in {name}", reported.len(), b.len()),
+        ),
+    };
+    ProofCheck { name: "stdout".into(), ok, detail }
 }
 
 /// One piece of a job's log.

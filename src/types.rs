@@ -123,6 +123,13 @@ impl ConsensusLevel {
                 if k == 0 || n == 0 || k > n || n > 64 {
                     return Err(Error::invalid(format!("consensus {other:?}: need 1 <= k <= n <= 64")));
                 }
+                // With k <= n/2 two disjoint groups can each reach k: a minority could win.
+                if 2 * k <= n {
+                    return Err(Error::invalid(format!(
+                        "consensus {other:?}: k must be a strict majority of n (k > n/2), so that two disagreeing groups cannot both reach it; try '{}-of-{n}'",
+                        n / 2 + 1
+                    )));
+                }
                 Ok(ConsensusLevel::Quorum { k, n })
             }
         }
@@ -175,11 +182,16 @@ pub struct PaymentInfo {
     pub transactions: Vec<String>,
     /// Gas used by this job's transactions.
     pub gas_used: u64,
+    /// Payout addresses the release credited instead of paying (their call failed: they
+    /// refused the payment or ran out of gas); each pulls its share from the escrow with
+    /// `withdraw()`. Empty when every payee was paid.
+    #[serde(default)]
+    pub credited: Vec<String>,
 }
 
 impl PaymentInfo {
     pub fn none() -> Self {
-        PaymentInfo { amount: "0".into(), token: "ETH".into(), state: "none".into(), transactions: vec![], gas_used: 0 }
+        PaymentInfo { amount: "0".into(), token: "ETH".into(), state: "none".into(), transactions: vec![], gas_used: 0, credited: vec![] }
     }
 }
 
@@ -370,7 +382,7 @@ mod tests {
         assert_eq!(ConsensusLevel::parse("medium").unwrap(), ConsensusLevel::Quorum { k: 2, n: 3 });
         assert_eq!(ConsensusLevel::parse("3-of-5").unwrap().workers(), 5);
         assert_eq!(ConsensusLevel::parse("4-of-7").unwrap().to_string(), "4-of-7");
-        for bad in ["", "3-of-2", "0-of-1", "x-of-3", "ultra"] {
+        for bad in ["", "3-of-2", "0-of-1", "x-of-3", "ultra", "1-of-2", "2-of-4", "1-of-3"] {
             assert_eq!(ConsensusLevel::parse(bad).unwrap_err().code, crate::ErrorCode::InvalidArgument, "{bad}");
         }
     }

@@ -42,6 +42,21 @@ pub struct JobSpec {
     pub outputs: Vec<String>,
     pub payment: Option<PaymentRequest>,
     pub consensus: Option<ConsensusLevel>,
+    /// Worker keys allowed to sign the result (`allow()`); `None`: the client's
+    /// `allowedWorkers`, else any key.
+    pub allow: Option<Vec<String>>,
+}
+
+/// Check a list of base64 Ed25519 worker keys, so a typo fails at the call.
+pub fn check_worker_keys(what: &str, keys: &[String]) -> Result<()> {
+    if keys.is_empty() {
+        return Err(Error::invalid(format!("{what} needs at least one worker key (the base64 worker_id a worker shows at /health)")));
+    }
+    for k in keys {
+        crate::proof::verify::WorkerKey::from_worker_id(k)
+            .map_err(|e| Error::invalid(format!("{what}: {k:?} is not a usable worker key: {}", e.message)))?;
+    }
+    Ok(())
 }
 
 /// A job as plugins see it (spec: `Job`): what `onSubmit` may read and rewrite. The code
@@ -232,6 +247,13 @@ impl JobBuilder {
             }
         }
         Ok(self.with(|s| s.outputs = patterns))
+    }
+
+    /// Only accept a result signed by one of these worker keys (base64 Ed25519, as
+    /// `/health` shows them); overrides the client's `allowedWorkers`.
+    pub fn allow(&self, worker_ids: Vec<String>) -> Result<JobBuilder> {
+        check_worker_keys("allow()", &worker_ids)?;
+        Ok(self.with(|s| s.allow = Some(worker_ids)))
     }
 
     /// Pay `amount` of `token` (default ETH) into escrow for this job.

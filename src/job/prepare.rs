@@ -5,10 +5,14 @@
 //!   code a shebang (`#!/usr/bin/env node`); else JavaScript when the code shows a JS
 //!   marker (`console.`, `require(`, `process.`, `=>`, `function `, `const `, `let `,
 //!   `var `, `import ... from '`, `export `); else `python3`.
-//! - Environment variables: a reference worker ignores the manifest's `env`, so when
-//!   `environment()` is used the SDK runs a small launcher as the entrypoint that sets
-//!   them and then runs your entrypoint. The job hash covers the launcher, which is
-//!   what the worker hashes.
+//! - The launcher: a worker hashes only the entrypoint file into `job_hash`, ignores the
+//!   manifest's `env`, and reports stdout through the unsigned `/logs`. So a verified job
+//!   (and any job with `environment()`) runs a small launcher as its entrypoint. Its text
+//!   embeds the sha256 of every other input file and the environment, so the job hash
+//!   commits to the whole program and its values; it checks those hashes before running
+//!   (an honest worker then refuses a corrupted upload), sets the environment, runs the
+//!   user's entrypoint with the job's args, and tees stdout into [`STDOUT_FILE`], which the
+//!   worker hashes and signs like any output.
 
 use super::{archive, JobSpec, Source};
 use crate::config::SandrunConfig;
@@ -36,7 +40,17 @@ pub struct PreparedJob {
     pub manifest: String,
     /// `job_hash` recomputed from exactly what is sent.
     pub job_hash: String,
+    /// The output file the launcher tees stdout into, when the job runs one.
+    pub stdout_file: Option<String>,
+    /// Worker keys allowed to sign the result (the job's `allow()`, else the client's
+    /// `allowedWorkers`); `None`: any key.
+    pub allowed: Option<Vec<String>>,
 }
+
+/// Where the launcher tees the job's stdout; the worker hashes and signs it as an output.
+pub const STDOUT_FILE: &str = "_sandrun_stdout.txt";
+/// Exit code of a launcher that found an input file different from what was submitted.
+pub const LAUNCHER_MISMATCH_EXIT: i64 = 97;
 
 impl PreparedJob {
     /// The upload: one deterministic tar.gz.
@@ -168,8 +182,11 @@ fn job_json(files: &[(String, Rc<[u8]>)]) -> Option<Value> {
     serde_json::from_slice(bytes).ok()
 }
 
-/// Resolve sources, pick interpreter and entrypoint, add the env launcher, hash.
-pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunConfig) -> Result<PreparedJob> {
+/// Resolve sources, pick interpreter and entrypoint, add the launcher, hash.
+///
+/// `verified`: the result will be checked (any level but `'none'`), so the job runs the
+/// launcher even without environment variables, for its commitments and signed stdout.
+pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunConfig, verified: bool) -> Result<PreparedJob> {
     let mut files: BTreeMap<String, Rc<[u8]>> = BTreeMap::new();
     let mut interpreter = spec.interpreter.clone();
     let mut entrypoint = spec.entrypoint.clone();
@@ -255,13 +272,24 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
     }
 
     let mut entry = user_entrypoint.clone();
-    if !spec.env.is_empty() {
-        let (launcher, content, extra) = launcher(&interpreter, &user_entrypoint, &spec.env);
-        files.insert(launcher.clone(), content.into_bytes().into());
-        if let Some((p, b)) = extra {
-            files.insert(p, b.into_bytes().into());
+    let mut stdout_file = None;
+    let mut outputs = spec.outputs.clone();
+    if verified || !spec.env.is_empty() {
+        if files.keys().any(|p| p.starts_with("_sandrun_")) {
+            return Err(Error::invalid("input file names starting with _sandrun_ are reserved for the SDK's launcher: rename them"));
         }
-        entry = launcher;
+        let mut hashes = BTreeMap::new();
+        for (p, b) in &files {
+            hashes.insert(p.clone(), platform.sha256_hex(b).await);
+        }
+        let (name, content) = launcher(&interpreter, &user_entrypoint, &spec.env, &hashes);
+        files.insert(name.clone(), content.into_bytes().into());
+        entry = name;
+        stdout_file = Some(STDOUT_FILE.to_string());
+        // With output patterns the worker lists only matches: name the stdout file too.
+        if !outputs.is_empty() {
+            outputs.push(STDOUT_FILE.to_string());
+        }
     }
 
     let timeout_secs = spec.timeout_secs.unwrap_or_else(|| config.default_timeout());
@@ -272,8 +300,8 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
         ("interpreter", json!(interpreter)),
         ("args", json!(args)),
     ];
-    if !spec.outputs.is_empty() {
-        fields.push(("outputs", json!(spec.outputs)));
+    if !outputs.is_empty() {
+        fields.push(("outputs", json!(outputs)));
     }
     fields.push(("timeout", json!(timeout_secs)));
     if let Some(mb) = spec.memory_mb {
@@ -304,47 +332,92 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
         timeout_secs,
         manifest,
         job_hash: hash,
+        stdout_file,
+        allowed: spec.allow.clone().or_else(|| config.allowed_workers.clone()),
     })
 }
 
-/// (launcher path, launcher source, optional data file)
-fn launcher(interpreter: &str, entry: &str, env: &BTreeMap<String, String>) -> (String, String, Option<(String, String)>) {
-    let data = json!({ "entrypoint": entry, "env": env }).to_string();
+/// (launcher path, launcher source). The source embeds everything the job runs with:
+/// the entrypoint, the environment and the sha256 of every other input file, so that
+/// the job hash (which covers only the entrypoint's bytes) commits to all of it.
+fn launcher(interpreter: &str, entry: &str, env: &BTreeMap<String, String>, hashes: &BTreeMap<String, String>) -> (String, String) {
+    // A JSON string literal is also a valid Python and JavaScript string literal.
+    let spec = json!({ "entrypoint": entry, "env": env, "files": hashes, "stdout": STDOUT_FILE }).to_string();
+    let literal = Value::String(spec).to_string();
     match interpreter {
         "node" => (
-            "_sandrun_env.cjs".into(),
-            "// Written by @sandrun/wasm: sets the job's environment, then runs its entrypoint.\n\
-const fs = require('fs'), path = require('path'), url = require('url');\n\
-const spec = JSON.parse(fs.readFileSync(path.join(__dirname, '_sandrun_env.json'), 'utf8'));\n\
+            "_sandrun_run.cjs".into(),
+            format!(
+                "// Written by @sandrun/wasm: checks the job's files against the hashes it was submitted with,\n\
+// sets its environment, runs its entrypoint and tees stdout into a file the worker signs.\n\
+const fs = require('fs'), path = require('path'), url = require('url'), crypto = require('crypto');\n\
+const spec = JSON.parse({literal});\n\
+for (const [p, digest] of Object.entries(spec.files)) {{\n\
+  if (crypto.createHash('sha256').update(fs.readFileSync(path.join(__dirname, p))).digest('hex') !== digest) {{\n\
+    process.stderr.write(`sandrun launcher: ${{p}} differs from the file that was submitted\\n`);\n\
+    process.exit({LAUNCHER_MISMATCH_EXIT});\n\
+  }}\n\
+}}\n\
 Object.assign(process.env, spec.env);\n\
+const out = fs.openSync(path.join(__dirname, spec.stdout), 'w');\n\
+const write = process.stdout.write.bind(process.stdout);\n\
+process.stdout.write = (chunk, encoding, cb) => {{\n\
+  fs.writeSync(out, typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8') : chunk);\n\
+  return write(chunk, encoding, cb);\n\
+}};\n\
 const entry = path.join(__dirname, spec.entrypoint);\n\
 process.argv[1] = entry;\n\
-import(url.pathToFileURL(entry).href).catch((e) => { console.error(e); process.exit(1); });\n"
-                .into(),
-            Some(("_sandrun_env.json".into(), data)),
+import(url.pathToFileURL(entry).href).catch((e) => {{ console.error(e); process.exit(1); }});\n"
+            ),
         ),
         "bash" | "sh" => {
             let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-            let mut s = String::from("# Written by @sandrun/wasm: sets the job's environment, then runs its entrypoint.\n");
+            let mut s = String::from(
+                "# Written by @sandrun/wasm: checks the job's files against the hashes it was submitted with,\n\
+# sets its environment, runs its entrypoint and copies stdout into a file the worker signs.\n\
+cd \"$(dirname \"$0\")\" || exit 1\n\
+check() { command -v sha256sum >/dev/null || return 0; [ \"$(sha256sum < \"$1\" | cut -d' ' -f1)\" = \"$2\" ] || { echo \"sandrun launcher: $1 differs from the file that was submitted\" >&2; exit 97; }; }\n",
+            );
+            for (p, h) in hashes {
+                s.push_str(&format!("check {} {h}\n", q(p)));
+            }
             for (k, v) in env {
                 s.push_str(&format!("export {k}={}\n", q(v)));
             }
-            s.push_str(&format!("exec {interpreter} {} \"$@\"\n", q(entry)));
-            ("_sandrun_env.sh".into(), s, None)
+            // Run, then replay: the file is complete before the worker hashes it.
+            s.push_str(&format!("{interpreter} {} \"$@\" > {STDOUT_FILE}\ncode=$?\ncat {STDOUT_FILE}\nexit $code\n", q(entry)));
+            ("_sandrun_run.sh".into(), s)
         }
         _ => (
-            "_sandrun_env.py".into(),
-            r#"# Written by @sandrun/wasm: sets the job's environment, then runs its entrypoint.
-import json, os, runpy, sys
+            "_sandrun_run.py".into(),
+            format!(
+                r#"# Written by @sandrun/wasm: checks the job's files against the hashes it was submitted with,
+# sets its environment, runs its entrypoint and tees stdout into a file the worker signs.
+import hashlib, io, json, os, runpy, sys
+spec = json.loads({literal})
 here = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(here, '_sandrun_env.json'), encoding='utf-8') as f:
-    spec = json.load(f)
+for p, digest in spec['files'].items():
+    with open(os.path.join(here, p), 'rb') as f:
+        if hashlib.sha256(f.read()).hexdigest() != digest:
+            sys.stderr.write('sandrun launcher: %s differs from the file that was submitted\n' % p)
+            sys.exit({LAUNCHER_MISMATCH_EXIT})
 os.environ.update(spec['env'])
+class Tee(io.BufferedIOBase):
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+    def writable(self):
+        return True
+    def write(self, data):
+        self.a.write(data); self.a.flush(); self.b.write(data); self.b.flush()
+        return len(data)
+    def flush(self):
+        self.a.flush(); self.b.flush()
+sys.stdout.flush()
+sys.stdout = io.TextIOWrapper(Tee(sys.stdout.buffer, open(os.path.join(here, spec['stdout']), 'wb')), encoding='utf-8', errors='backslashreplace', write_through=True)
 sys.argv = [spec['entrypoint']] + sys.argv[1:]
 runpy.run_path(os.path.join(here, spec['entrypoint']), run_name='__main__')
 "#
-            .into(),
-            Some(("_sandrun_env.json".into(), data)),
+            ),
         ),
     }
 }
@@ -372,7 +445,7 @@ mod tests {
     #[test]
     fn prepares_the_worked_example_exactly() {
         let j = JobBuilder::new().code("print(\"Hello from Sandrun!\")\n").unwrap();
-        let p = run(prepare(j.spec(), &NativePlatform::default(), &SandrunConfig::default())).unwrap();
+        let p = run(prepare(j.spec(), &NativePlatform::default(), &SandrunConfig::default(), false)).unwrap();
         assert_eq!((p.entrypoint.as_str(), p.interpreter.as_str()), ("main.py", "python3"));
         assert_eq!(p.job_hash, "4132144496a5939f391660586dfdd2d9c1439011828c0534b66025896829b9ed");
         let m: Value = serde_json::from_str(&p.manifest).unwrap();
@@ -380,16 +453,87 @@ mod tests {
         assert!(p.manifest.starts_with("{\"entrypoint\":\"main.py\",\"interpreter\":\"python3\",\"args\":[]"));
     }
 
+    fn prepared(j: &JobBuilder, verified: bool) -> PreparedJob {
+        run(prepare(j.spec(), &NativePlatform::default(), &SandrunConfig::default(), verified)).unwrap()
+    }
+
     #[test]
     fn env_uses_a_launcher() {
         let j = JobBuilder::new().code("console.log(process.env.A)").unwrap().environment([("A".into(), "b'c".into())].into()).unwrap();
-        let p = run(prepare(j.spec(), &NativePlatform::default(), &SandrunConfig::default())).unwrap();
-        assert_eq!((p.entrypoint.as_str(), p.user_entrypoint.as_str()), ("_sandrun_env.cjs", "index.js"));
-        assert!(p.files.iter().any(|(n, _)| n == "_sandrun_env.json"));
+        let p = prepared(&j, false);
+        assert_eq!((p.entrypoint.as_str(), p.user_entrypoint.as_str()), ("_sandrun_run.cjs", "index.js"));
         let b = JobBuilder::new().code("#!/bin/bash\necho $A").unwrap().environment([("A".into(), "b'c".into())].into()).unwrap();
-        let p = run(prepare(b.spec(), &NativePlatform::default(), &SandrunConfig::default())).unwrap();
-        let launcher = String::from_utf8(p.files.iter().find(|(n, _)| n == "_sandrun_env.sh").unwrap().1.to_vec()).unwrap();
+        let p = prepared(&b, false);
+        let launcher = String::from_utf8(p.files.iter().find(|(n, _)| n == "_sandrun_run.sh").unwrap().1.to_vec()).unwrap();
         assert!(launcher.contains("export A='b'\\''c'"), "{launcher}");
+    }
+
+    /// Before the launcher embedded the environment and the files' hashes, every job with
+    /// `environment()` had the same job hash, so one receipt "proved" any such program.
+    #[test]
+    fn the_job_hash_commits_to_env_args_and_every_file() {
+        let base = JobBuilder::new().code("import os\nprint(os.environ['A'])").unwrap();
+        let a = prepared(&base.environment([("A".into(), "1".into())].into()).unwrap(), true);
+        let b = prepared(&base.environment([("A".into(), "2".into())].into()).unwrap(), true);
+        assert_ne!(a.job_hash, b.job_hash, "jobs differing in one env value share a job hash");
+        let c = prepared(&base.file("data.txt", b"x".to_vec()).unwrap(), true);
+        let d = prepared(&base.file("data.txt", b"y".to_vec()).unwrap(), true);
+        assert_ne!(c.job_hash, d.job_hash, "jobs differing in a non-entrypoint file share a job hash");
+        let e = prepared(&base.args(vec!["1".into()]).unwrap(), true);
+        let f = prepared(&base.args(vec!["2".into()]).unwrap(), true);
+        assert_ne!(e.job_hash, f.job_hash);
+        // Verified jobs always run the launcher and sign their stdout.
+        let plain = prepared(&base, true);
+        assert_eq!((plain.entrypoint.as_str(), plain.stdout_file.as_deref()), ("_sandrun_run.py", Some(STDOUT_FILE)));
+        assert!(prepared(&base, false).stdout_file.is_none());
+        // With output patterns the stdout file is named so the worker lists and signs it.
+        let o = prepared(&base.outputs(vec!["*.csv".into()]).unwrap(), true);
+        assert!(o.manifest.contains(&format!("\"outputs\":[\"*.csv\",\"{STDOUT_FILE}\"]")), "{}", o.manifest);
+        let reserved = base.file("_sandrun_x", b"x".to_vec()).unwrap();
+        assert!(run(prepare(reserved.spec(), &NativePlatform::default(), &SandrunConfig::default(), true)).is_err());
+    }
+
+    /// Run each launcher for real with its interpreter: environment and args reach the
+    /// program, stdout reaches both the process's stdout and the signed file, the exit
+    /// code passes through, and a changed input file stops the job.
+    #[test]
+    fn launchers_run_and_tee_stdout() {
+        let cases = [
+            ("python3", "import os, sys\nprint('é', os.environ['A'], sys.argv[1:])\nsys.exit(3)\n", "é x y ['1', '2']\n"),
+            ("node", "console.log('é', process.env.A, process.argv.slice(2).join(','))\nprocess.exitCode = 3\n", "é x y 1,2\n"),
+            ("bash", "echo \"é $A $1,$2\"\nexit 3\n", "é x y 1,2\n"),
+        ];
+        for (interp, code, expected) in cases {
+            if std::process::Command::new(interp).arg("--version").output().is_err() {
+                panic!("{interp} is needed for this test");
+            }
+            let j = JobBuilder::new()
+                .code(code)
+                .unwrap()
+                .interpreter(interp)
+                .unwrap()
+                .environment([("A".into(), "x y".into())].into())
+                .unwrap()
+                .args(vec!["1".into(), "2".into()])
+                .unwrap()
+                .file("data.bin", vec![1, 2, 3])
+                .unwrap();
+            let p = prepared(&j, true);
+            let dir = std::env::temp_dir().join(format!("sandrun-launcher-{interp}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (path, bytes) in &p.files {
+                std::fs::write(dir.join(path), bytes).unwrap();
+            }
+            let out = std::process::Command::new(interp).arg(&p.entrypoint).args(&p.args).current_dir(&dir).output().unwrap();
+            assert_eq!(out.status.code(), Some(3), "{interp}: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{interp}");
+            assert_eq!(std::fs::read(dir.join(STDOUT_FILE)).unwrap(), out.stdout, "{interp}: the signed stdout file differs");
+            std::fs::write(dir.join("data.bin"), [9]).unwrap();
+            let out = std::process::Command::new(interp).arg(&p.entrypoint).current_dir(&dir).output().unwrap();
+            assert_eq!(out.status.code(), Some(LAUNCHER_MISMATCH_EXIT as i32), "{interp}: a changed input file still ran");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
     }
 
     #[test]

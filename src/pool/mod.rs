@@ -16,7 +16,7 @@ pub mod consensus;
 use crate::api::{BrokerClient, WorkerClient};
 use crate::client::Sandrun;
 use crate::error::{Error, ErrorCode, Result};
-use crate::execution::JobExecution;
+use crate::execution::{JobExecution, SignerPolicy};
 use crate::job::{JobBuilder, PreparedJob};
 use crate::types::{ConsensusLevel, JobResult, Proof};
 use crate::util::Race;
@@ -57,6 +57,14 @@ pub struct DiscoveryCriteria {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub interpreters: Option<Vec<String>>,
+    /// At most one worker per endpoint host (hostname or IP, any port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub distinct_hosts: Option<bool>,
+    /// At most one worker per declared region (workers without a region are left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub distinct_regions: Option<bool>,
 }
 
 fn number_of(v: &Value) -> Option<f64> {
@@ -142,6 +150,26 @@ pub struct PoolSpec {
     pub nodes: Vec<String>,
     pub consensus: Option<ConsensusLevel>,
     pub redundancy: Option<u32>,
+    /// Worker keys the pool may take (`allow()`); `None`: the client's `allowedWorkers`.
+    pub allow: Option<Vec<String>>,
+}
+
+/// The rules a pool's consensus ran under (`proof.consensus.rules`). One vote is one
+/// distinct key, always; distinct keys are not distinct operators unless the keys come
+/// from an allowlist you trust, so the report says which rules were in force.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct ConsensusRules {
+    /// Each vote is a distinct Ed25519 key, bound at `join()` to the key the worker
+    /// presented at `/health` (always true).
+    pub distinct_keys: bool,
+    /// The allowlist of worker keys in force, if any.
+    pub allowlist: Option<Vec<String>>,
+    /// At most one worker per endpoint host.
+    pub distinct_hosts: bool,
+    /// At most one worker per region.
+    pub distinct_regions: bool,
 }
 
 /// The immutable pool builder.
@@ -176,6 +204,11 @@ impl PoolBuilder {
         let c = ConsensusLevel::parse(level)?;
         Ok(self.with(|s| s.consensus = Some(c)))
     }
+    /// Only take workers whose `/health` key is one of these (base64 Ed25519).
+    pub fn allow(&self, worker_ids: Vec<String>) -> Result<PoolBuilder> {
+        crate::job::check_worker_keys("allow()", &worker_ids)?;
+        Ok(self.with(|s| s.allow = Some(worker_ids)))
+    }
     /// Run each job on at least `factor` workers.
     pub fn redundancy(&self, factor: u32) -> Result<PoolBuilder> {
         if !(1..=64).contains(&factor) {
@@ -191,6 +224,10 @@ pub struct Pool {
     pub nodes: Vec<PoolNode>,
     pub consensus: ConsensusLevel,
     pub redundancy: u32,
+    pub rules: ConsensusRules,
+    /// Workers `join()` left out, and why (same key twice, key mismatch, unreachable,
+    /// not allowed, diversity rules).
+    pub excluded: Vec<(String, String)>,
     client: Sandrun,
 }
 
@@ -225,6 +262,8 @@ pub struct ConsensusResult {
     pub dissenting: Vec<String>,
     /// Every replica, in the order they ended.
     pub replicas: Vec<ReplicaOutcome>,
+    /// The rules this consensus ran under.
+    pub rules: ConsensusRules,
 }
 
 async fn resolve_url_node(client: &Sandrun, url: &str) -> Result<PoolNode> {
@@ -282,21 +321,90 @@ pub async fn join(client: &Sandrun, spec: &PoolSpec) -> Result<Pool> {
     while let Some((i, r)) = race.next().await {
         answers[i] = Some(r);
     }
+    let allow = spec.allow.clone().or_else(|| client.config().allowed_workers.clone());
+    let criteria = spec.discover.clone().unwrap_or_default();
+    let rules = ConsensusRules {
+        distinct_keys: true,
+        allowlist: allow.clone(),
+        distinct_hosts: criteria.distinct_hosts == Some(true),
+        distinct_regions: criteria.distinct_regions == Some(true),
+    };
+    let mut excluded = Vec::new();
     for (n, a) in nodes.into_iter().zip(answers) {
-        match a {
-            Some(Ok(id)) if n.worker_id.is_none() || n.worker_id == id => checked.push(PoolNode { worker_id: id, ..n }),
-            _ => {}
+        // The key the worker shows at /health now is the only key its votes count under.
+        let key = match a {
+            Some(Ok(key)) if n.worker_id.is_none() || n.worker_id == key => key,
+            Some(Ok(key)) => {
+                excluded.push((n.endpoint, format!("its /health key {key:?} differs from the registry's {:?}", n.worker_id)));
+                continue;
+            }
+            Some(Err(e)) => {
+                excluded.push((n.endpoint, format!("unreachable: {}", e.message)));
+                continue;
+            }
+            None => continue,
+        };
+        let why = admission(&checked, &n, key.as_deref(), &rules);
+        match why {
+            Some(why) => excluded.push((n.endpoint, why)),
+            None => checked.push(PoolNode { worker_id: key, ..n }),
         }
     }
     if checked.is_empty() {
-        return Err(Error::new(ErrorCode::ConsensusNotReached, "the pool has no reachable worker: check discover() criteria, nodes() and the registry"));
+        let why: Vec<String> = excluded.iter().map(|(e, w)| format!("{e}: {w}")).collect();
+        return Err(Error::new(
+            ErrorCode::ConsensusNotReached,
+            format!("the pool has no usable worker: check discover() criteria, nodes(), allowlists and the registry ({})", why.join("; ")),
+        ));
     }
     Ok(Pool {
         nodes: checked,
         consensus: spec.consensus.unwrap_or(ConsensusLevel::Low),
         redundancy: spec.redundancy.unwrap_or(1),
+        rules,
+        excluded,
         client: client.clone(),
     })
+}
+
+/// The host of a URL (no scheme, port or path), lowercased.
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if authority.starts_with('[') { authority.split(']').next().unwrap_or(authority).trim_start_matches('[') } else { authority.split(':').next().unwrap_or(authority) };
+    host.to_ascii_lowercase()
+}
+
+/// Why `n` (whose `/health` key is `key`) may not join a pool that already has `taken`.
+fn admission(taken: &[PoolNode], n: &PoolNode, key: Option<&str>, rules: &ConsensusRules) -> Option<String> {
+    if let Some(k) = key {
+        if let Some(other) = taken.iter().find(|t| t.worker_id.as_deref() == Some(k)) {
+            return Some(format!("same key as {} (one key is one vote, whatever its URLs)", other.endpoint));
+        }
+    }
+    if let Some(allow) = &rules.allowlist {
+        if !key.is_some_and(|k| allow.iter().any(|a| a == k)) {
+            return Some(format!("its key {key:?} is not in the allowlist"));
+        }
+    }
+    if rules.distinct_hosts {
+        let host = host_of(&n.endpoint);
+        if let Some(other) = taken.iter().find(|t| host_of(&t.endpoint) == host) {
+            return Some(format!("same host {host} as {} (distinctHosts)", other.endpoint));
+        }
+    }
+    if rules.distinct_regions {
+        match &n.region {
+            None => return Some("no declared region (distinctRegions)".into()),
+            Some(r) => {
+                if let Some(other) = taken.iter().find(|t| t.region.as_deref() == Some(r)) {
+                    return Some(format!("same region {r} as {} (distinctRegions)", other.endpoint));
+                }
+            }
+        }
+    }
+    None
 }
 
 impl Pool {
@@ -374,7 +482,11 @@ impl Pool {
         let replica = self.client.for_worker(&node.endpoint);
         // Replicas are checked one by one as under 'low'; agreement is the pool's job.
         let level = if level.verifies() { ConsensusLevel::Low } else { ConsensusLevel::None };
-        replica.submit_prepared(prepared, level).await
+        let allowed = prepared.allowed.clone().or_else(|| self.rules.allowlist.clone());
+        let ex = replica.submit_prepared(prepared, level).await?;
+        // Only a result signed by the key this worker showed at join() is its vote.
+        ex.set_signer_policy(SignerPolicy { bound_key: node.worker_id.clone(), allowed });
+        Ok(ex)
     }
 
     /// Submit a job to `n` workers for consensus (refusals are replaced by unused
@@ -404,10 +516,14 @@ impl Pool {
         }
         Ok(run)
     }
-    /// Check proofs offline and find the agreement among them.
+    /// Check proofs offline and find the agreement among them: each distinct signer
+    /// counts once, and only signers that are members of this pool count.
     pub fn verify(&self, proofs: &[Proof], level: Option<ConsensusLevel>) -> ConsensusResult {
         let (k, n, _) = self.quorum(level);
-        verify_proofs(proofs, k, n.max(proofs.len() as u32))
+        let members: Vec<String> = self.nodes.iter().filter_map(|n| n.worker_id.clone()).collect();
+        let mut r = verify_proofs(proofs, k, n, Some(&members));
+        r.rules = self.rules.clone();
+        r
     }
 }
 
@@ -462,7 +578,7 @@ impl PooledRun {
     }
 
     fn not_reached(&self) -> Error {
-        let rep = report(self.k, self.n, None, &self.replicas);
+        let rep = report(self.k, self.n, None, &self.replicas, &self.pool.rules);
         Error::new(
             ErrorCode::ConsensusNotReached,
             format!(
@@ -576,7 +692,7 @@ impl PooledRun {
                         self.replicas[*i].detail = "valid, but a different result from the majority".into();
                     }
                 }
-                Ok(with_consensus(winner, level, report(self.k, self.n, Some(a), &self.replicas)))
+                Ok(with_consensus(winner, level, report(self.k, self.n, Some(a), &self.replicas, &pool.rules)))
             }
             None => {
                 for r in self.replicas.iter_mut().filter(|r| r.outcome == "pending") {
@@ -597,7 +713,7 @@ fn agreement_of(r: &JobResult) -> Agreement {
     }
 }
 
-fn report(k: u32, n: u32, agreed: Option<Agreement>, replicas: &[ReplicaOutcome]) -> ConsensusResult {
+fn report(k: u32, n: u32, agreed: Option<Agreement>, replicas: &[ReplicaOutcome], rules: &ConsensusRules) -> ConsensusResult {
     let name = |r: &ReplicaOutcome| r.worker_id.clone().unwrap_or_else(|| r.worker.clone());
     ConsensusResult {
         reached: agreed.is_some(),
@@ -607,6 +723,7 @@ fn report(k: u32, n: u32, agreed: Option<Agreement>, replicas: &[ReplicaOutcome]
         agreeing: replicas.iter().filter(|r| r.outcome == "agreed").map(name).collect(),
         dissenting: replicas.iter().filter(|r| r.outcome == "dissented" || r.outcome == "failed").map(name).collect(),
         replicas: replicas.to_vec(),
+        rules: rules.clone(),
     }
 }
 
@@ -619,10 +736,22 @@ fn with_consensus(mut r: JobResult, level: ConsensusLevel, c: ConsensusResult) -
 }
 
 /// Verify each proof's signature over its signed string, then find the largest agreeing
-/// group. Proofs that do not verify are dissenters and never count.
-pub fn verify_proofs(proofs: &[Proof], k: u32, n: u32) -> ConsensusResult {
+/// group. Proofs that do not verify are dissenters and never count. Each distinct signer
+/// counts once (its first valid proof); with `members`, proofs by other keys are
+/// ignored. A group wins only with at least `k` signers and a strict majority of the
+/// signers counted, so a minority never wins however many proofs are passed in.
+pub fn verify_proofs(proofs: &[Proof], k: u32, n: u32, members: Option<&[String]>) -> ConsensusResult {
     let mut replicas = Vec::new();
     let mut valid = Vec::new();
+    let mut counted: Vec<String> = Vec::new();
+    let ignored = |who: &str, detail: &str| ReplicaOutcome {
+        worker: who.to_string(),
+        worker_id: Some(who.to_string()),
+        job_id: None,
+        outcome: "ignored".into(),
+        detail: detail.into(),
+        replaces: None,
+    };
     for p in proofs {
         let who = p.worker_id.clone().unwrap_or_else(|| "anonymous".into());
         let parsed = match (&p.worker_id, &p.signature, &p.signed_string) {
@@ -630,7 +759,14 @@ pub fn verify_proofs(proofs: &[Proof], k: u32, n: u32) -> ConsensusResult {
             _ => None,
         };
         match parsed {
+            Some(_) if members.is_some_and(|m| !m.contains(&who)) => {
+                replicas.push(ignored(&who, "signed by a key that is not a member of this pool"));
+            }
+            Some(_) if counted.contains(&who) => {
+                replicas.push(ignored(&who, "another proof by the same key was already counted (one key, one vote)"));
+            }
             Some(parts) => {
+                counted.push(who.clone());
                 valid.push((parts.agreement, replicas.len()));
                 replicas.push(ReplicaOutcome { worker: who.clone(), worker_id: p.worker_id.clone(), job_id: None, outcome: "pending".into(), detail: "signature verifies".into(), replaces: None });
             }
@@ -655,9 +791,11 @@ pub fn verify_proofs(proofs: &[Proof], k: u32, n: u32) -> ConsensusResult {
                 replicas[*i].detail = "valid, but a different result from the majority".into();
             }
         }
-        if members.len() as u32 >= k {
+        let size = members.len();
+        if size as u32 >= k && 2 * size > counted.len() {
             agreed = Some(a);
         }
     }
-    report(k, n, agreed, &replicas)
+    let rules = ConsensusRules { distinct_keys: true, ..Default::default() };
+    report(k, n.max(counted.len() as u32), agreed, &replicas, &rules)
 }

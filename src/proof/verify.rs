@@ -36,6 +36,14 @@ impl WorkerKey {
         let a = CompressedEdwardsY(a_bytes)
             .decompress()
             .ok_or_else(|| Error::new(ErrorCode::VerificationFailed, format!("worker id {worker_id:?} is not a valid Ed25519 point")))?;
+        // Strict: a small-order key (the identity among them) lets a trivial signature verify
+        // any message, and a non-canonical encoding gives one key two ids.
+        if a.is_small_order() || a.compress().0 != a_bytes {
+            return Err(Error::new(
+                ErrorCode::VerificationFailed,
+                format!("worker id {worker_id:?} is a weak (small-order) or non-canonically encoded Ed25519 key: no signature by it is trusted"),
+            ));
+        }
         Ok(WorkerKey { a_bytes, a, minus_a: -a })
     }
 }
@@ -61,6 +69,11 @@ impl PreparedSignature {
         s_bytes.copy_from_slice(&raw[32..]);
         let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))
             .ok_or_else(|| Error::new(ErrorCode::VerificationFailed, "the worker's signature has a non-canonical S"))?;
+        // As ed25519-dalek's verify_strict: R must be a canonical point of large order.
+        let r_ok = CompressedEdwardsY(r_bytes).decompress().is_some_and(|r| !r.is_small_order() && r.compress().0 == r_bytes);
+        if !r_ok {
+            return Err(Error::new(ErrorCode::VerificationFailed, "the worker's signature has a small-order or non-canonical R"));
+        }
         Ok(PreparedSignature { r_bytes, s, key: key.clone() })
     }
 
@@ -262,6 +275,31 @@ mod tests {
         let mut anon = WorkerStatus::parse(v["status"].to_string().as_bytes()).unwrap();
         anon.worker_metadata.signature = None;
         assert_eq!(verify_status_signature(&anon, None).unwrap_err().code, ErrorCode::VerificationFailed);
+    }
+
+    /// The identity point as a key with R = identity and S = 0 satisfies the cofactorless
+    /// equation for every message; a strict verifier must refuse it (and small-order R).
+    #[test]
+    fn small_order_keys_and_trivial_signatures_are_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let key = B64.encode(identity);
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&identity);
+        let sig = B64.encode(sig);
+        let verifies = |msg: &[u8]| WorkerKey::from_worker_id(&key).and_then(|k| PreparedSignature::new(&k, &sig)).map(|s| s.verifies(msg)).unwrap_or(false);
+        assert!(!verifies(b"anything"), "the identity key verified a message");
+        assert!(!verifies(b"anything else"));
+        // A real key with a small-order R and S = 0 must not verify either.
+        let v = &vectors()["vectors"][0];
+        let real = v["status"]["worker_metadata"]["worker_id"].as_str().unwrap();
+        let k = WorkerKey::from_worker_id(real).unwrap();
+        assert!(PreparedSignature::new(&k, &sig).map(|s| s.verifies(b"x")).unwrap_or(false) == false);
+        // A non-canonical encoding of a valid key (y + p) is refused.
+        let mut noncanon = [0xffu8; 32];
+        noncanon[0] = 0xee; // y = p + 1 (encodes y = 1 non-canonically), sign bit clear
+        noncanon[31] = 0x7f;
+        assert!(WorkerKey::from_worker_id(&B64.encode(noncanon)).is_err());
     }
 
     #[test]

@@ -206,6 +206,11 @@ impl JobBuilder {
     pub fn args(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] args: JsValue) -> Result<JobBuilder, JsValue> {
         self.next(self.core.args(from_js(args, "args()")?))
     }
+    /// Only accept a result signed by one of `workerIds` (base64 Ed25519 keys, as
+    /// `/health` shows them); overrides the client's `allowedWorkers` (SDK extension).
+    pub fn allow(&self, #[wasm_bindgen(js_name = workerIds, unchecked_param_type = "string[]")] worker_ids: JsValue) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.allow(from_js(worker_ids, "allow()")?))
+    }
     /// Pay `amount` of `token` (default `'ETH'`) into escrow for this job.
     pub fn payment(&self, amount: &str, token: Option<String>) -> Result<JobBuilder, JsValue> {
         self.next(self.core.payment(amount, token.as_deref()))

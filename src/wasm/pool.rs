@@ -29,7 +29,7 @@ impl PoolBuilder {
     pub fn discover(&self, criteria: Option<super::convert::DiscoveryCriteriaArg>) -> Result<PoolBuilder, JsValue> {
         let c: DiscoveryCriteria = match criteria.map(JsValue::from) {
             Some(v) if v.is_object() => {
-                check_keys(&v, &["minGPUs", "gpuType", "gpuMemory", "region", "maxPrice", "interpreters"], "discover()")?;
+                check_keys(&v, &["minGPUs", "gpuType", "gpuMemory", "region", "maxPrice", "interpreters", "distinctHosts", "distinctRegions"], "discover()")?;
                 from_js(v, "discover()")?
             }
             _ => DiscoveryCriteria::default(),
@@ -43,6 +43,11 @@ impl PoolBuilder {
     /// The pool's consensus strategy; a job's own `consensus()` takes precedence.
     pub fn consensus(&self, #[wasm_bindgen(unchecked_param_type = "ConsensusLevel")] strategy: &str) -> Result<PoolBuilder, JsValue> {
         self.next(self.core.consensus(strategy))
+    }
+    /// Only take workers whose `/health` key is one of `workerIds` (base64 Ed25519);
+    /// overrides the client's `allowedWorkers`.
+    pub fn allow(&self, #[wasm_bindgen(js_name = workerIds, unchecked_param_type = "string[]")] worker_ids: JsValue) -> Result<PoolBuilder, JsValue> {
+        self.next(self.core.allow(from_js(worker_ids, "allow()")?))
     }
     /// Run each job on at least `factor` workers.
     pub fn redundancy(&self, factor: f64) -> Result<PoolBuilder, JsValue> {
@@ -100,6 +105,18 @@ impl Pool {
     #[wasm_bindgen(getter, unchecked_return_type = "string[]")]
     pub fn capabilities(&self) -> Result<JsValue, JsValue> {
         to_js(&self.core.capabilities())
+    }
+    /// The rules its consensus runs under (distinct keys, allowlist, diversity).
+    #[wasm_bindgen(getter, unchecked_return_type = "ConsensusRules")]
+    pub fn rules(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.core.rules)
+    }
+    /// Workers `join()` left out, with the reason (same key as another, key mismatch,
+    /// unreachable, not allowed, diversity rules).
+    #[wasm_bindgen(getter, unchecked_return_type = "{ endpoint: string; reason: string }[]")]
+    pub fn excluded(&self) -> Result<JsValue, JsValue> {
+        let list: Vec<serde_json::Value> = self.core.excluded.iter().map(|(e, r)| serde_json::json!({"endpoint": e, "reason": r})).collect();
+        to_js(&list)
     }
     /// Submit one replica per selected worker, in parallel.
     #[wasm_bindgen(unchecked_return_type = "Promise<JobExecution[]>")]
