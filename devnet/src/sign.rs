@@ -66,6 +66,46 @@ pub fn worker_id(key: &SigningKey) -> String {
     base64::engine::general_purpose::STANDARD.encode(key.verifying_key().to_bytes())
 }
 
+/// The bytes a worker signs to bind a payout address:
+/// `sandrun-payout-v1|<chainId decimal>|<payout address lowercase 0x hex>`.
+pub fn payout_message(chain_id: u64, payout: &str) -> String {
+    format!("sandrun-payout-v1|{}|{}", chain_id, payout.to_ascii_lowercase())
+}
+
+/// `payout_signature`: standard base64 of the worker's Ed25519 signature over
+/// [`payout_message`].
+pub fn payout_signature(key: &SigningKey, chain_id: u64, payout: &str) -> String {
+    sign_b64(key, payout_message(chain_id, payout).as_bytes())
+}
+
+/// Whether `s` is a `0x` address (40 hex digits, any case).
+pub fn is_address(s: &str) -> bool {
+    s.len() == 42 && s.starts_with("0x") && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Checks a payout binding strictly (`verify_strict`: small-order keys and non-canonical
+/// signatures are refused). The error says what is wrong, for the registry's 403.
+pub fn verify_payout(worker_id: &str, chain_id: u64, payout: &str, signature: &str) -> Result<(), String> {
+    use base64::engine::general_purpose::STANDARD;
+    if !is_address(payout) {
+        return Err(format!("payout {payout:?} is not a 0x address of 40 hex digits"));
+    }
+    let key: [u8; 32] = STANDARD
+        .decode(worker_id)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| "worker_id is not the base64 of a 32-byte Ed25519 public key".to_string())?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| "worker_id is not a valid Ed25519 public key".to_string())?;
+    let sig: [u8; 64] = STANDARD
+        .decode(signature)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| "payout_signature is not the base64 of a 64-byte Ed25519 signature".to_string())?;
+    let sig = ed25519_dalek::Signature::from_bytes(&sig);
+    key.verify_strict(payout_message(chain_id, payout).as_bytes(), &sig)
+        .map_err(|_| format!("payout_signature does not verify under worker_id {worker_id} for chain {chain_id} and payout {payout}"))
+}
+
 /// Loads the PEM PKCS#8 key at `path`, creating it (mode 0600) on first start.
 pub fn load_or_create_key(path: &Path) -> io::Result<SigningKey> {
     if let Ok(pem) = std::fs::read_to_string(path) {
@@ -161,6 +201,33 @@ mod tests {
             );
             assert_eq!(String::from_utf8(s).unwrap(), vec["signed_string"].as_str().unwrap(), "{}", vec["capture"]);
         }
+    }
+
+    #[test]
+    fn payout_binding() {
+        let k = SigningKey::from_bytes(&[7u8; 32]);
+        let other = SigningKey::from_bytes(&[8u8; 32]);
+        let a = "0xAbCdEf0123456789aBcDeF0123456789AbCdEf01";
+        assert_eq!(payout_message(31337, a), "sandrun-payout-v1|31337|0xabcdef0123456789abcdef0123456789abcdef01");
+        let sig = payout_signature(&k, 31337, a);
+        let id = worker_id(&k);
+        assert!(verify_payout(&id, 31337, a, &sig).is_ok());
+        assert!(verify_payout(&id, 31337, &a.to_ascii_lowercase(), &sig).is_ok());
+        assert!(verify_payout(&id, 1, a, &sig).unwrap_err().contains("does not verify"));
+        assert!(verify_payout(&worker_id(&other), 31337, a, &sig).is_err());
+        let b = "0x0000000000000000000000000000000000000001";
+        assert!(verify_payout(&id, 31337, b, &sig).is_err());
+        assert!(verify_payout(&id, 31337, "0x1234", &sig).unwrap_err().contains("not a 0x address"));
+        assert!(verify_payout("bm9wZQ==", 31337, a, &sig).unwrap_err().contains("32-byte"));
+        // The identity key with a trivial signature (R = identity, s = 0) verifies any
+        // message under lax rules; verify_strict refuses it.
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let mut ident = [0u8; 32];
+        ident[0] = 1;
+        let mut trivial = [0u8; 64];
+        trivial[0] = 1;
+        assert!(verify_payout(&b64(&ident), 31337, a, &b64(&trivial)).is_err());
     }
 
     #[test]
