@@ -189,3 +189,42 @@ pub async fn client_request(
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout")),
     }
 }
+
+/// A received request as bytes again: request line, the header lines as received, the
+/// blank line, the body (what a proxy sends on).
+pub fn request_bytes(req: &Request) -> Vec<u8> {
+    let mut out = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
+    for (n, v) in &req.headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut b = out.into_bytes();
+    b.extend_from_slice(&req.body);
+    b
+}
+
+/// Sends `req` unchanged to `addr` and returns the whole raw response (status line,
+/// headers and body, read to EOF: workers close after each response).
+pub async fn forward(addr: &str, req: &Request, timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(&request_bytes(req)).await?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await?;
+        if find(&resp, b"\r\n\r\n", 0).is_none() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no response head"));
+        }
+        Ok(resp)
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout")),
+    }
+}
+
+/// (status, body) of a raw response; (0, empty) when it has no head.
+pub fn split_response(resp: &[u8]) -> (u16, &[u8]) {
+    let Some(end) = find(resp, b"\r\n\r\n", 0) else { return (0, &[]) };
+    let code = String::from_utf8_lossy(&resp[..end]).split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, &resp[end + 4..])
+}

@@ -33,7 +33,8 @@ USAGE: sandrun-devnet [FLAGS]
   --json                 print exactly one JSON line on stdout once ready
   --data-dir DIR         keys and jobs (default .devnet-data)
   --port-base N          fixed ports: workers N, N+1, ..., registry after them
-  --fault INDEX=MODE     wrong-output | bad-signature | anonymous | slow | crash | 429 (repeatable)
+  --fault INDEX=MODE     wrong-output | bad-signature | anonymous | slow | crash | 429 | relay |
+                         relay-key | stdout-lie | hijack-payout (repeatable)
   --slow-ms MS           added latency of the `slow` fault (default 1500)
   --capabilities INDEX=JSON   merged into that worker's registry capabilities (repeatable)
   --job-timeout SECS     wall timeout per job (default 300)
@@ -50,6 +51,8 @@ USAGE: sandrun-devnet [FLAGS]
   --reference-timing     reproduce the reference's 1 s queue poll and blocking endpoints
   --no-netns             do not put jobs in a private network namespace
   --node-timeout SECS    registry: node inactive after this long without heartbeat (default 60)
+  --unchecked-registry   registry accepts any /register, like the reference broker (no payout
+                         signature or record takeover checks)
   --heartbeat SECS       worker heartbeat interval (default 10)
   --chain                also start anvil with the escrow and a test ERC-20 deployed, accounts
                          funded, and a payout address per worker (JSON line: \"chain\", \"payout\")
@@ -234,6 +237,7 @@ fn orchestrator_main(args: &[String]) {
     let mut caps: Vec<(usize, serde_json::Value)> = Vec::new();
     let mut node_timeout = 60u64;
     let mut with_chain = false;
+    let mut checked_registry = true;
     let mut anvil: Option<std::path::PathBuf> = None;
     let mut it = args.iter().cloned();
     while let Some(flag) = it.next() {
@@ -245,6 +249,7 @@ fn orchestrator_main(args: &[String]) {
             "--workers" => workers = next().parse().unwrap_or_else(|_| die("--workers: not a number")),
             "--json" => json = true,
             "--chain" => with_chain = true,
+            "--unchecked-registry" => checked_registry = false,
             "--anvil" => anvil = Some(next().into()),
             "--port-base" => port_base = Some(next().parse().unwrap_or_else(|_| die("--port-base: not a port"))),
             "--node-timeout" => node_timeout = next().parse().unwrap_or_else(|_| die("--node-timeout: not a number")),
@@ -274,6 +279,11 @@ fn orchestrator_main(args: &[String]) {
             die(&format!("worker index {i} out of range (0..{workers})"));
         }
     }
+    for (i, f) in &faults {
+        if *i == 0 && (f.relays() || *f == Fault::HijackPayout) {
+            die(&format!("--fault {i}={}: this fault targets worker 0; give it to another worker", f.name()));
+        }
+    }
     std::fs::create_dir_all(&common.data_dir).unwrap_or_else(|e| die(&format!("data dir: {e}")));
     common.data_dir = std::fs::canonicalize(&common.data_dir).unwrap_or_else(|e| die(&format!("data dir: {e}")));
 
@@ -284,7 +294,7 @@ fn orchestrator_main(args: &[String]) {
             .await
             .unwrap_or_else(|e| die(&format!("registry port {reg_port}: {e}")));
         let reg_addr = reg_listener.local_addr().unwrap();
-        let registry = registry::Registry::new(node_timeout);
+        let registry = registry::Registry::new(node_timeout, checked_registry);
         tokio::spawn(registry.clone().serve(reg_listener));
 
         // The chain first: its accounts give each worker a payout address.
@@ -300,7 +310,7 @@ fn orchestrator_main(args: &[String]) {
 
         let exe = std::env::current_exe().unwrap_or_else(|e| die(&format!("current_exe: {e}")));
         let mut children: Vec<Child> = Vec::new();
-        let mut urls = Vec::new();
+        let mut urls: Vec<String> = Vec::new();
         for i in 0..workers {
             let port = port_base.map(|b| b + i as u16).unwrap_or(0);
             let l = std::net::TcpListener::bind(("127.0.0.1", port))
@@ -312,11 +322,15 @@ fn orchestrator_main(args: &[String]) {
                 .args(["--index", &i.to_string(), "--listen-fd", "3", "--port", &port.to_string()])
                 .args(["--registry", &reg_addr.to_string()])
                 .args(common.to_args());
+            if let Some(w0) = urls.first() {
+                cmd.args(["--worker0", w0.as_str()]);
+            }
             for (_, f) in faults.iter().filter(|(j, _)| *j == i) {
                 cmd.args(["--fault", f.name()]);
             }
-            if let Some(p) = payouts.get(i) {
-                cmd.args(["--capabilities", &serde_json::json!({ "payout": p }).to_string()]);
+            if let (Some(p), Some(c)) = (payouts.get(i), chain.as_ref()) {
+                // The worker signs this binding with its own key at registration.
+                cmd.args(["--capabilities", &serde_json::json!({ "payout": p, "payout_chain_id": c.chain_id }).to_string()]);
             }
             for (_, c) in caps.iter().filter(|(j, _)| *j == i) {
                 cmd.args(["--capabilities", &c.to_string()]);
@@ -363,6 +377,21 @@ fn orchestrator_main(args: &[String]) {
         }
         while registry.node_count() < workers && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        // A `hijack-payout` worker has tried every takeover before anyone reads /nodes.
+        for (i, _) in faults.iter().filter(|(_, f)| *f == Fault::HijackPayout) {
+            loop {
+                let done = http::client_request(&urls[*i], "GET", "/_devnet/hijack", None, b"", Duration::from_secs(2))
+                    .await
+                    .ok()
+                    .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .map(|v| v["done"] == true)
+                    .unwrap_or(false);
+                if done || Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
         }
         // Handlers first: a script may send SIGTERM the moment it reads the JSON line.
         use tokio::signal::unix::{signal, SignalKind};
@@ -445,6 +474,7 @@ fn worker_main(args: &[String]) {
     let mut port: u16 = 0;
     let mut registry: Option<String> = None;
     let mut fault = None;
+    let mut worker0 = None;
     let mut caps = serde_json::json!({});
     let mut it = args.iter().cloned();
     while let Some(flag) = it.next() {
@@ -457,6 +487,7 @@ fn worker_main(args: &[String]) {
             "--listen-fd" => listen_fd = Some(next().parse().unwrap_or_else(|_| die("--listen-fd"))),
             "--port" => port = next().parse().unwrap_or_else(|_| die("--port")),
             "--registry" => registry = Some(next()),
+            "--worker0" => worker0 = Some(next()),
             "--fault" => fault = Some(Fault::parse(&next()).unwrap_or_else(|| die("--fault: unknown mode"))),
             "--capabilities" => {
                 let v: serde_json::Value = serde_json::from_str(&next()).unwrap_or_else(|_| die("--capabilities"));
@@ -488,6 +519,7 @@ fn worker_main(args: &[String]) {
         registry,
         capabilities: caps,
         heartbeat_secs: common.heartbeat,
+        worker0,
     };
     if cfg.netns && unsafe { libc::geteuid() } != 0 {
         eprintln!("worker {index}: not root, jobs keep the host network (no network namespace)");
@@ -504,7 +536,11 @@ fn worker_main(args: &[String]) {
         std_listener.set_nonblocking(true).unwrap_or_else(|e| die(&format!("listener: {e}")));
         let port = std_listener.local_addr().map(|a| a.port()).unwrap_or(port);
         let listener = tokio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| die(&format!("listener: {e}")));
+        let fault = cfg.fault;
         let w = worker::Worker::new(cfg, port).unwrap_or_else(|e| die(&format!("worker {index}: {e}")));
+        if let Some(Err(e)) = fault.map(|f| w.fault_allowed(f)) {
+            die(&format!("worker {index}: {e}"));
+        }
         tokio::spawn(w.clone().serve(listener));
         use tokio::signal::unix::{signal, SignalKind};
         let mut sigint = signal(SignalKind::interrupt()).unwrap();

@@ -43,6 +43,9 @@ struct State {
 pub struct Registry {
     st: Mutex<State>,
     node_timeout: u64,
+    /// Devnet extension: refuse registrations that bind a payout without the worker's
+    /// signature or take over another worker's record (see [`Registry::check_register`]).
+    checks: bool,
 }
 
 const HTML_415: &str = "<!doctype html>\n<html lang=en>\n<title>415 Unsupported Media Type</title>\n<h1>Unsupported Media Type</h1>\n<p>Did not attempt to load JSON data because the request Content-Type was not &#39;application/json&#39;.</p>\n";
@@ -55,6 +58,7 @@ fn reason(code: u16) -> &'static str {
         200 => "OK",
         202 => "ACCEPTED",
         400 => "BAD REQUEST",
+        403 => "FORBIDDEN",
         404 => "NOT FOUND",
         405 => "METHOD NOT ALLOWED",
         415 => "UNSUPPORTED MEDIA TYPE",
@@ -165,8 +169,10 @@ fn new_job_id() -> String {
 
 impl Registry {
     /// A registry whose nodes go inactive after `node_timeout` seconds without a heartbeat.
-    pub fn new(node_timeout: u64) -> Arc<Registry> {
-        Arc::new(Registry { st: Mutex::new(State::default()), node_timeout })
+    /// `checks`: the devnet's registration checks (off: plays the reference broker, which
+    /// accepts any registration).
+    pub fn new(node_timeout: u64, checks: bool) -> Arc<Registry> {
+        Arc::new(Registry { st: Mutex::new(State::default()), node_timeout, checks })
     }
 
     /// Number of registered nodes (the orchestrator waits for its workers).
@@ -314,6 +320,49 @@ impl Registry {
         html(404, HTML_404)
     }
 
+    /// The devnet's registration rules (the reference broker has none): a `payout` must
+    /// be bound by `payout_signature` under the record's own `worker_id` for its
+    /// `payout_chain_id`; an existing record (same node id) keeps its `worker_id`, and its
+    /// `payout` changes only with a valid signature by that key; a `worker_id` held by
+    /// another active record cannot be claimed. `Err` is the reason for the 403.
+    fn check_register(&self, st: &State, id: &str, endpoint: &str, caps: &Value, now: u64) -> Result<(), String> {
+        let wid = caps.get("worker_id").and_then(Value::as_str);
+        let payout = match caps.get("payout") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) => Some(p.as_str()),
+            Some(_) => return Err("payout must be a 0x address string or null".into()),
+        };
+        if let Some(old) = st.nodes.iter().find(|n| n.id == id) {
+            let old_wid = old.capabilities.get("worker_id").and_then(Value::as_str);
+            if old_wid != wid {
+                return Err(format!(
+                    "node {id} ({endpoint}) is registered with worker_id {}; a registration cannot change it (a new key needs a new endpoint)",
+                    old_wid.unwrap_or("null")
+                ));
+            }
+            let old_payout = old.capabilities.get("payout").and_then(Value::as_str).map(str::to_ascii_lowercase);
+            if old_payout.is_some() && payout.is_none() {
+                return Err(format!(
+                    "node {id} ({endpoint}) has a payout; changing it needs a valid payout_signature by its worker_id"
+                ));
+            }
+        }
+        if let Some(p) = payout {
+            let Some(w) = wid else {
+                return Err("a payout needs a worker_id whose key signs it (payout_signature)".into());
+            };
+            let chain = caps.get("payout_chain_id").and_then(Value::as_u64).ok_or("a payout needs payout_chain_id (a number)")?;
+            let sig = caps.get("payout_signature").and_then(Value::as_str).ok_or("a payout needs payout_signature (base64 Ed25519 signature by worker_id)")?;
+            crate::sign::verify_payout(w, chain, p, sig)?;
+        }
+        if let Some(w) = wid {
+            if let Some(n) = st.nodes.iter().find(|n| n.id != id && self.active(n, now) && n.capabilities.get("worker_id").and_then(Value::as_str) == Some(w)) {
+                return Err(format!("worker_id {w} is already held by active node {} ({})", n.id, n.endpoint));
+            }
+        }
+        Ok(())
+    }
+
     fn post(&self, path: &str, body: &Value) -> Vec<u8> {
         let now = unix_now();
         let mut st = self.st.lock().unwrap();
@@ -341,6 +390,12 @@ impl Registry {
                 let Some(endpoint) = s("endpoint") else { return json_resp(400, json!({"error": "Missing endpoint"})) };
                 let id = sha256_hex(endpoint.as_bytes())[..16].to_string();
                 let caps = body.get("capabilities").cloned().unwrap_or(json!({}));
+                if self.checks {
+                    if let Err(why) = self.check_register(&st, &id, &endpoint, &caps, now) {
+                        eprintln!("registry: refused /register of {endpoint}: {why}");
+                        return json_resp(403, json!({ "error": why }));
+                    }
+                }
                 if let Some(n) = st.nodes.iter_mut().find(|n| n.id == id) {
                     n.capabilities = caps;
                     n.last_heartbeat = now;

@@ -29,6 +29,14 @@ pub enum Fault {
     Slow,
     Crash,
     Reject429,
+    /// Forwards every job to worker 0 and answers with worker 0's signed result.
+    Relay,
+    /// `Relay`, and `/health` shows worker 0's key too.
+    RelayKey,
+    /// `/logs` and the WebSocket stdout frames show a stdout the program did not print.
+    StdoutLie,
+    /// Tries to take over worker 0's registry record and payout.
+    HijackPayout,
 }
 
 impl Fault {
@@ -41,6 +49,10 @@ impl Fault {
             "slow" => Fault::Slow,
             "crash" => Fault::Crash,
             "429" => Fault::Reject429,
+            "relay" => Fault::Relay,
+            "relay-key" => Fault::RelayKey,
+            "stdout-lie" => Fault::StdoutLie,
+            "hijack-payout" => Fault::HijackPayout,
             _ => return None,
         })
     }
@@ -53,7 +65,32 @@ impl Fault {
             Fault::Slow => "slow",
             Fault::Crash => "crash",
             Fault::Reject429 => "429",
+            Fault::Relay => "relay",
+            Fault::RelayKey => "relay-key",
+            Fault::StdoutLie => "stdout-lie",
+            Fault::HijackPayout => "hijack-payout",
         }
+    }
+    /// Whether this fault forwards jobs to worker 0.
+    pub fn relays(self) -> bool {
+        matches!(self, Fault::Relay | Fault::RelayKey)
+    }
+}
+
+/// The `stdout-lie` fault's text: plausible, and always different from `real`. Digits are
+/// shifted by one (`42` -> `53`); without digits, ASCII letters swap case; otherwise (and
+/// for an empty stdout) a line `0` is added.
+pub fn stdout_lie(real: &[u8]) -> Vec<u8> {
+    if real.iter().any(u8::is_ascii_digit) {
+        real.iter().map(|&b| if b.is_ascii_digit() { b'0' + (b - b'0' + 1) % 10 } else { b }).collect()
+    } else if real.iter().any(u8::is_ascii_alphabetic) {
+        real.iter()
+            .map(|&b| if b.is_ascii_lowercase() { b.to_ascii_uppercase() } else { b.to_ascii_lowercase() })
+            .collect()
+    } else {
+        let mut v = real.to_vec();
+        v.extend_from_slice(b"0\n");
+        v
     }
 }
 
@@ -83,6 +120,8 @@ pub struct WorkerConfig {
     /// Merged over the default capabilities.
     pub capabilities: serde_json::Value,
     pub heartbeat_secs: u64,
+    /// Worker 0's address `host:port`: the target of the `relay` and `hijack-payout` faults.
+    pub worker0: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,7 +214,21 @@ pub struct Worker {
     running: watch::Sender<usize>,
     counter: AtomicU64,
     accepted: AtomicU64,
+    /// Job ids this worker forwarded to worker 0 (fault `relay`): served from worker 0.
+    relayed: Mutex<std::collections::HashSet<String>>,
+    /// Fault `hijack-payout`: each attempt and the registry's answer.
+    hijack: Mutex<Hijack>,
 }
+
+#[derive(Default)]
+struct Hijack {
+    started: bool,
+    done: bool,
+    attempts: Vec<serde_json::Value>,
+}
+
+/// `payout_chain_id` when a payout is given without one: anvil's default chain id.
+pub const DEFAULT_CHAIN_ID: u64 = 31337;
 
 const ROOT_BODY: &str = "{\n            \"service\": \"sandrun\",\n            \"status\": \"running\",\n            \"description\": \"Batch job execution with directory upload\",\n            \"privacy\": \"Jobs auto-delete after download\",\n            \"limits\": \"10 CPU-sec/min, 512MB RAM, 5 min timeout\"\n        }";
 
@@ -380,6 +433,8 @@ impl Worker {
             running,
             counter: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
+            relayed: Mutex::new(Default::default()),
+            hijack: Mutex::new(Hijack::default()),
         }))
     }
 
@@ -421,6 +476,20 @@ impl Worker {
             for (k, v) in extra {
                 obj.insert(k.clone(), v.clone());
             }
+            // Bind the payout with this worker's key (devnet registry extension), unless
+            // the caller set `payout_signature` itself.
+            if let Some(p) = obj.get("payout").and_then(|p| p.as_str()).map(str::to_string) {
+                if !obj.contains_key("payout_signature") {
+                    if self.public_id().is_some() {
+                        let chain = obj.get("payout_chain_id").and_then(|c| c.as_u64()).unwrap_or(DEFAULT_CHAIN_ID);
+                        obj.insert("payout_chain_id".into(), chain.into());
+                        obj.insert("payout_signature".into(), sign::payout_signature(&self.key, chain, &p).into());
+                    } else {
+                        // No key in use, so nothing can bind the address: no payout.
+                        obj.insert("payout".into(), serde_json::Value::Null);
+                    }
+                }
+            }
         }
         caps
     }
@@ -449,8 +518,14 @@ impl Worker {
                         node_id = serde_json::from_slice::<serde_json::Value>(&b)
                             .ok()
                             .and_then(|v| v["node_id"].as_str().map(str::to_string));
+                        if node_id.is_some() && self.fault() == Some(Fault::HijackPayout) {
+                            self.start_hijack();
+                        }
                     }
-                    other => eprintln!("worker {}: registration failed: {:?}", self.cfg.index, other.map(|r| r.0)),
+                    Ok((code, b)) => {
+                        eprintln!("worker {}: registration refused: HTTP {code} {}", self.cfg.index, String::from_utf8_lossy(&b).trim())
+                    }
+                    Err(e) => eprintln!("worker {}: registration failed: {e}", self.cfg.index),
                 }
                 if node_id.is_none() {
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -512,9 +587,18 @@ impl Worker {
             && req.header_exact("Upgrade").map(|v| v.eq_ignore_ascii_case("websocket")).unwrap_or(false)
         {
             if let Some(key) = req.header_exact("Sec-WebSocket-Key").map(str::to_string) {
-                self.serve_ws(s, &req.path["/stream/".len()..], &key).await;
+                let id = &req.path["/stream/".len()..];
+                if self.is_relayed(id) {
+                    self.relay_ws(s, &req).await;
+                } else {
+                    self.serve_ws(s, id, &key).await;
+                }
                 return;
             }
+        }
+        if let Some(resp) = self.relay(&req).await {
+            send_and_close(&mut s, &resp).await;
+            return;
         }
         let resp = self.route(&req).await;
         send_and_close(&mut s, &resp).await;
@@ -543,7 +627,7 @@ impl Worker {
                     match self.job(id) {
                         None => err(404, "Job not found"),
                         Some(j) => {
-                            let so = json_escape_bytes(&j.stdout.lock().unwrap());
+                            let so = json_escape_bytes(&self.shown_stdout(&j.stdout.lock().unwrap()));
                             let se = json_escape_bytes(&j.stderr.lock().unwrap());
                             worker_json(200, &format!("{{\"stdout\":\"{so}\",\"stderr\":\"{se}\"}}"))
                         }
@@ -587,6 +671,9 @@ impl Worker {
                     }
                 } else if p == "/_devnet/fault" {
                     self.fault_body()
+                } else if p == "/_devnet/hijack" {
+                    let h = self.hijack.lock().unwrap();
+                    worker_json(200, &serde_json::json!({"done": h.done, "attempts": h.attempts}).to_string())
                 } else {
                     // Prefix routing: any other GET is the service info.
                     worker_json(200, ROOT_BODY)
@@ -613,11 +700,213 @@ impl Worker {
                     },
                     _ => return err(400, "mode must be a string or null"),
                 };
+                if let Some(f) = new {
+                    if let Err(e) = self.fault_allowed(f) {
+                        return err(400, &e);
+                    }
+                }
                 *self.fault.lock().unwrap() = new;
                 eprintln!("worker {}: fault set to {:?}", self.cfg.index, new.map(Fault::name));
+                if new == Some(Fault::HijackPayout) {
+                    self.start_hijack();
+                }
                 self.fault_body()
             }
+            "POST" if p == "/_devnet/payout-signature" => {
+                // Devnet-only: what an operator does offline with the worker's key.
+                let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+                let Some(payout) = v["payout"].as_str().filter(|p| sign::is_address(p)) else {
+                    return err(400, "Body must be JSON like {\"payout\":\"0x<40 hex>\",\"chain_id\":31337}");
+                };
+                let chain = v["chain_id"].as_u64().unwrap_or(DEFAULT_CHAIN_ID);
+                worker_json(
+                    200,
+                    &serde_json::json!({
+                        "worker_id": self.worker_id,
+                        "payout": payout,
+                        "payout_chain_id": chain,
+                        "payout_signature": sign::payout_signature(&self.key, chain, payout),
+                    })
+                    .to_string(),
+                )
+            }
             _ => err(404, "Not found"),
+        }
+    }
+
+    /// Whether worker `index` can take fault `f` (relaying needs worker 0, and another one).
+    pub fn fault_allowed(&self, f: Fault) -> Result<(), String> {
+        if f.relays() || f == Fault::HijackPayout {
+            if self.cfg.index == 0 {
+                return Err(format!("Fault {} targets worker 0; give it to another worker", f.name()));
+            }
+            if self.cfg.worker0.is_none() {
+                return Err(format!("Fault {} needs worker 0's address", f.name()));
+            }
+        }
+        if f == Fault::HijackPayout && self.cfg.registry.is_none() {
+            return Err("Fault hijack-payout needs a registry".into());
+        }
+        Ok(())
+    }
+
+    /// The stdout a client is shown (the `stdout-lie` fault changes it; files and the
+    /// signature never change).
+    fn shown_stdout(&self, real: &[u8]) -> Vec<u8> {
+        if self.fault() == Some(Fault::StdoutLie) {
+            stdout_lie(real)
+        } else {
+            real.to_vec()
+        }
+    }
+
+    fn is_relayed(&self, id: &str) -> bool {
+        self.relayed.lock().unwrap().contains(id)
+    }
+
+    /// Fault `relay`: a submit is forwarded to worker 0 (the same request bytes), and
+    /// every job endpoint of a forwarded job answers with worker 0's response. `None`:
+    /// not relayed, serve locally.
+    async fn relay(&self, req: &Request) -> Option<Vec<u8>> {
+        let w0 = self.cfg.worker0.clone()?;
+        let p = req.path.as_str();
+        let fault = self.fault();
+        let relaying = fault.map(Fault::relays).unwrap_or(false);
+        let forward = if req.method == "POST" && p == "/submit" {
+            relaying
+        } else if req.method == "GET" && p == "/health" {
+            fault == Some(Fault::RelayKey)
+        } else if req.method == "GET" {
+            let id = ["/status/", "/logs/", "/outputs/", "/download/", "/_devnet/jobs/"]
+                .iter()
+                .find_map(|pre| p.strip_prefix(pre))
+                .map(|rest| rest.split('/').next().unwrap_or(""));
+            id.map(|id| self.is_relayed(id)).unwrap_or(false)
+        } else {
+            false
+        };
+        if !forward {
+            return None;
+        }
+        // Long enough for the reference-timing blocking endpoints and big downloads.
+        let timeout = self.cfg.job_timeout + Duration::from_secs(60);
+        let resp = match http::forward(&w0, req, timeout).await {
+            Ok(r) => r,
+            Err(e) => return Some(err(502, &format!("Relay: worker 0 at {w0} did not answer: {e}"))),
+        };
+        if req.method == "POST" {
+            let (code, body) = http::split_response(&resp);
+            if code == 200 {
+                if let Some(id) = serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|v| v["job_id"].as_str().map(str::to_string)) {
+                    eprintln!("worker {}: fault relay: job {id} forwarded to worker 0", self.cfg.index);
+                    self.relayed.lock().unwrap().insert(id);
+                    self.accepted.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        Some(resp)
+    }
+
+    /// Fault `relay`, WebSocket: replays the client's handshake to worker 0 and then
+    /// copies bytes both ways, like a TCP-level proxy.
+    async fn relay_ws(&self, mut s: TcpStream, req: &Request) {
+        let Some(w0) = self.cfg.worker0.clone() else { return };
+        let Ok(mut up) = TcpStream::connect(&w0).await else { return };
+        use tokio::io::AsyncWriteExt;
+        if up.write_all(&http::request_bytes(req)).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+    }
+
+    /// Fault `hijack-payout`, once per process (or per runtime switch to the fault).
+    fn start_hijack(self: &Arc<Self>) {
+        {
+            let mut h = self.hijack.lock().unwrap();
+            if h.started {
+                return;
+            }
+            *h = Hijack { started: true, ..Default::default() };
+        }
+        let w = self.clone();
+        tokio::spawn(async move {
+            w.hijack_payout().await;
+            let mut h = w.hijack.lock().unwrap();
+            h.done = true;
+            h.started = false;
+        });
+    }
+
+    /// Tries every way to take over worker 0's record and payout; logs each attempt and
+    /// the registry's answer (stderr and `GET /_devnet/hijack`).
+    async fn hijack_payout(&self) {
+        let (Some(reg), Some(w0)) = (self.cfg.registry.clone(), self.cfg.worker0.clone()) else { return };
+        let i = self.cfg.index;
+        let w0_url = format!("http://{w0}");
+        // Worker 0's record (and our own) must be there first: a takeover, not a head start.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let w0_rec = loop {
+            let nodes = http::client_request(&reg, "GET", "/nodes", None, b"", Duration::from_secs(5))
+                .await
+                .ok()
+                .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .unwrap_or_default();
+            let find = |url: &str| nodes["nodes"].as_array().and_then(|a| a.iter().find(|n| n["endpoint"] == url).cloned());
+            if let (Some(r), Some(_)) = (find(&w0_url), find(&self.url)) {
+                break r;
+            }
+            if Instant::now() > deadline {
+                eprintln!("worker {i}: hijack-payout: worker 0 never appeared in the registry");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let w0_caps = w0_rec["capabilities"].clone();
+        let own_caps = self.capabilities();
+        let own_payout = own_caps["payout"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("0x{}", &sha256_hex(self.worker_id.as_bytes())[..40]));
+        let chain = own_caps["payout_chain_id"].as_u64().unwrap_or(DEFAULT_CHAIN_ID);
+        let own_sig = sign::payout_signature(&self.key, chain, &own_payout);
+        let with = |base: &serde_json::Value, fields: serde_json::Value| {
+            let mut c = base.clone();
+            if let (Some(c), Some(f)) = (c.as_object_mut(), fields.as_object()) {
+                c.extend(f.clone());
+            }
+            c
+        };
+        let stolen = |wid: &serde_json::Value| {
+            serde_json::json!({"worker_id": wid, "payout": own_payout, "payout_chain_id": chain, "payout_signature": own_sig})
+        };
+        let w0_id = w0_caps["worker_id"].clone();
+        let fresh = format!("{}/hijack", self.url);
+        let mut attempts = vec![
+            ("own-key-on-worker0-endpoint", w0_url.clone(), with(&w0_caps, stolen(&serde_json::json!(self.worker_id)))),
+            ("worker0-key-own-payout", w0_url.clone(), with(&w0_caps, stolen(&w0_id))),
+            ("own-endpoint-claims-worker0-key", self.url.clone(), with(&own_caps, stolen(&w0_id))),
+            (
+                "new-endpoint-replays-worker0-binding",
+                fresh.clone(),
+                with(&w0_caps, serde_json::json!({"sandrun_endpoint": fresh})),
+            ),
+        ];
+        if !w0_caps["payout"].is_null() {
+            let drop = serde_json::json!({"payout": null, "payout_chain_id": null, "payout_signature": null});
+            attempts.push(("drop-worker0-payout", w0_url.clone(), with(&w0_caps, drop)));
+        }
+        for (route, endpoint, caps) in attempts {
+            let body = serde_json::json!({"endpoint": endpoint, "capabilities": caps}).to_string();
+            let r = http::client_request(&reg, "POST", "/register", Some("application/json"), body.as_bytes(), Duration::from_secs(5)).await;
+            let (status, answer) = match r {
+                Ok((code, b)) => (
+                    serde_json::json!(code),
+                    serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_else(|_| String::from_utf8_lossy(&b).into_owned().into()),
+                ),
+                Err(e) => (serde_json::Value::Null, serde_json::json!(e.to_string())),
+            };
+            eprintln!("worker {i}: hijack-payout: {route} ({endpoint}): HTTP {status} {answer}");
+            self.hijack.lock().unwrap().attempts.push(serde_json::json!({"route": route, "endpoint": endpoint, "status": status, "answer": answer}));
         }
     }
 
@@ -902,8 +1191,14 @@ impl Worker {
         let environment = m.environment.clone().unwrap_or_default();
         let content = std::fs::read(staging.join(&entrypoint)).ok();
         let job_hash = sign::job_hash(&entrypoint, &interpreter, &environment, &m.args, content.as_deref());
-        let n = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
-        let id = format!("job_{}_{}", unix_now(), n);
+        // An id this worker handed out for a job it relayed to worker 0 stays worker 0's.
+        let id = loop {
+            let n = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+            let id = format!("job_{}_{}", unix_now(), n);
+            if !self.is_relayed(&id) {
+                break id;
+            }
+        };
         let dir = self.jobs_dir.join(&id);
         if let Err(e) = std::fs::rename(&staging, &dir) {
             let _ = std::fs::remove_dir_all(&staging);
@@ -1111,7 +1406,7 @@ impl Worker {
             close_ws(&mut s).await;
             return;
         };
-        let stdout = || job.stdout.lock().unwrap().clone();
+        let stdout = || self.shown_stdout(&job.stdout.lock().unwrap());
         if job.phase() == Phase::Done {
             let out = stdout();
             if !out.is_empty() {

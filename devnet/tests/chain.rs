@@ -39,6 +39,10 @@ fn chain_is_deployed_funded_and_payouts_are_registered() {
         assert!(payout.starts_with("0x") && payout.len() == 42);
         let node = nodes["nodes"].as_array().unwrap().iter().find(|n| n["capabilities"]["sandrun_endpoint"] == w["url"]).unwrap();
         assert_eq!(node["capabilities"]["payout"], payout, "worker {i}");
+        // Bound by the worker's own key for this chain (devnet registry extension).
+        assert_eq!(node["capabilities"]["payout_chain_id"], 31337, "worker {i}");
+        let sig = node["capabilities"]["payout_signature"].as_str().unwrap();
+        assert!(verify_payout(w["worker_id"].as_str().unwrap(), 31337, payout, sig), "worker {i}");
         assert_ne!(payout, accounts[0]["address"], "payouts are not the payer's account");
     }
     assert!(d.sigterm().success());

@@ -284,6 +284,17 @@ pub fn verify(addr: &str, id: &str, status: &serde_json::Value) -> bool {
     pk.verify(msg.as_bytes(), &sig).is_ok()
 }
 
+/// Verifies a registry payout binding (`sandrun-payout-v1|<chain>|<payout lowercase>`)
+/// with ed25519-compact.
+pub fn verify_payout(worker_id: &str, chain: u64, payout: &str, sig: &str) -> bool {
+    let pk = base64::engine::general_purpose::STANDARD.decode(worker_id).unwrap();
+    let sig = base64::engine::general_purpose::STANDARD.decode(sig).unwrap();
+    let pk = ed25519_compact::PublicKey::from_slice(&pk).unwrap();
+    let sig = ed25519_compact::Signature::from_slice(&sig).unwrap();
+    let msg = format!("sandrun-payout-v1|{chain}|{}", payout.to_ascii_lowercase());
+    pk.verify(msg.as_bytes(), &sig).is_ok()
+}
+
 /// Minimal WebSocket client: connect + handshake; returns the stream and the 101 head.
 pub fn ws_connect(addr: &str, path: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).unwrap();
