@@ -129,7 +129,8 @@ pub fn retry_after_ms(text: &str) -> Option<u64> {
     let at = text.find("wait ")? + 5;
     let digits: String = text[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
     let n: u64 = digits.parse().ok()?;
-    Some(n * 1000)
+    // The figure is the server's: `wait 18446744073709552 seconds` must not overflow.
+    Some(n.saturating_mul(1000))
 }
 
 /// Map a non-2xx answer to a typed error.
@@ -240,6 +241,8 @@ mod tests {
         let e = status_error(400, &capture_body("39-400-empty-multipart.http"), "submit");
         assert_eq!((e.code, e.cause.as_deref()), (ErrorCode::HttpStatus, Some("No files uploaded")));
         assert_eq!(retry_after_ms("CPU quota exhausted, wait 34 seconds"), Some(34_000));
+        // Found by tests/fuzz.rs: the multiplication overflowed (a panic in debug builds).
+        assert_eq!(retry_after_ms("wait 18446744073709552 seconds"), Some(u64::MAX));
     }
 
     #[test]

@@ -7,6 +7,10 @@ use std::io::Read;
 
 /// Largest archive we unpack (bytes after decompression), against zip bombs.
 pub const MAX_UNPACKED_BYTES: u64 = 512 * 1024 * 1024;
+/// Most bytes reserved for one entry before its data arrives.
+const PREALLOCATE_BYTES: u64 = 64 * 1024;
+/// Most bytes accepted after the tar's end-of-archive marker (GNU tar pads to 10 KiB).
+const MAX_TRAILING_BYTES: u64 = 1024 * 1024;
 
 /// Pack files into a deterministic tar.gz (mtime 0, uid/gid 0, mode 0644, 0755 for `.sh`).
 pub fn pack_tar_gz<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<Vec<u8>> {
@@ -73,13 +77,32 @@ pub fn unpack_tar_gz(bytes: &[u8], strip_common_root: bool) -> Result<Vec<(Strin
                 return Err(Error::new(ErrorCode::Io, format!("refusing archive: entry {path:?} is a {other:?}, not a regular file")));
             }
         }
-        total += entry.size();
+        // The declared size is the archive's word: a base-256 size field can say anything
+        // up to 2^64, so the sum saturates instead of wrapping under the cap.
+        let declared = entry.size();
+        total = total.saturating_add(declared);
         if total > MAX_UNPACKED_BYTES {
             return Err(Error::new(ErrorCode::Io, format!("refusing archive: more than {MAX_UNPACKED_BYTES} bytes unpacked")));
         }
-        let mut buf = Vec::with_capacity(entry.size() as usize);
+        // Reserve a little and grow with the bytes that really arrive: a 60-byte archive
+        // declaring a 500 MB entry must not allocate 500 MB.
+        let mut buf = Vec::with_capacity(declared.min(PREALLOCATE_BYTES) as usize);
         entry.read_to_end(&mut buf).map_err(fail)?;
+        if kind != tar::EntryType::GNUSparse && buf.len() as u64 != declared {
+            return Err(Error::new(
+                ErrorCode::Io,
+                format!("refusing archive: entry {path:?} declares {declared} bytes but {} arrived (truncated archive)", buf.len()),
+            ));
+        }
         out.push((path, buf));
+    }
+    // tar stops at its end marker, or quietly at an end of input between two entries, so
+    // read on to the end of the gzip stream: its length and CRC trailer make a cut archive
+    // an error instead of a smaller whole. Bytes after the tar's end are padding; bounded.
+    let mut gz = ar.into_inner();
+    let trailing = std::io::copy(&mut (&mut gz).take(MAX_TRAILING_BYTES + 1), &mut std::io::sink()).map_err(fail)?;
+    if trailing > MAX_TRAILING_BYTES {
+        return Err(Error::new(ErrorCode::Io, format!("refusing archive: more than {MAX_TRAILING_BYTES} bytes after the end of the tar")));
     }
     if strip_common_root {
         let root = out.first().and_then(|(p, _)| p.split_once('/').map(|(r, _)| format!("{r}/")));
@@ -139,6 +162,33 @@ mod tests {
             assert!(e.message.starts_with("refusing archive"), "{p}: {e}");
         }
         assert!(unpack_tar_gz(b"not gzip", false).is_err());
+    }
+
+    /// Found by tests/fuzz.rs: a cut archive was read as a smaller whole, and a declared
+    /// size was reserved before any byte of it arrived.
+    #[test]
+    fn refuses_cut_archives_and_lying_sizes() {
+        let a = pack_tar_gz(vec![("a.txt", &[1u8; 3000][..]), ("b.txt", &b"x"[..])]).unwrap();
+        for cut in [0, a.len() / 2, a.len() - 1] {
+            assert_eq!(unpack_tar_gz(&a[..cut], false).unwrap_err().code, ErrorCode::Io, "cut at {cut}");
+        }
+        let mut t = evil_tar("big", b'0');
+        let raw = {
+            let mut d = GzDecoder::new(&t[..]);
+            let mut v = Vec::new();
+            d.read_to_end(&mut v).unwrap();
+            v
+        };
+        let mut h = raw[..512].to_vec();
+        h[124..135].copy_from_slice(format!("{:011o}", MAX_UNPACKED_BYTES - 1).as_bytes());
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| b as u32).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        std::io::Write::write_all(&mut enc, &[&h[..], &raw[512..]].concat()).unwrap();
+        t = enc.finish().unwrap();
+        let e = unpack_tar_gz(&t, false).unwrap_err();
+        assert!(e.message.contains("truncated"), "{e}");
     }
 
     #[test]
