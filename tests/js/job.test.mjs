@@ -64,9 +64,10 @@ test('output files: outputs patterns, download() checks bytes, downloadTo() writ
   const code = 'import os\nos.makedirs("results", exist_ok=True)\nopen("out.txt","w").write("result data 42\\n")\nopen("results/sq.csv","w").write("n,sq\\n3,9\\n")\nopen("skip.log","w").write("x")\n';
   const ex = await sandrun.job().code(code).outputs(['*.txt', 'results/*']).submit();
   const r = await ex.download();
-  assert.deepEqual(r.files.map((f) => f.path), ['out.txt', 'results/sq.csv']);
-  assert.equal(new TextDecoder().decode(r.files[0].bytes), 'result data 42\n');
-  assert.equal(r.files[1].size, 9);
+  // The signed stdout file is always an output of a verified job.
+  assert.deepEqual(r.files.map((f) => f.path), ['_sandrun_stdout.txt', 'out.txt', 'results/sq.csv']);
+  assert.equal(new TextDecoder().decode(r.files[1].bytes), 'result data 42\n');
+  assert.equal(r.files[2].size, 9);
   const dir = mkdtempSync(join(tmpdir(), 'sandrun-out-'));
   await ex.downloadTo(dir);
   assert.equal(readFileSync(join(dir, 'out.txt'), 'utf8'), 'result data 42\n');
@@ -149,7 +150,7 @@ test('code() takes bytes and Files; a File name is the entrypoint', async () => 
   const file = new File(['console.log("from a File")'], 'app.js');
   const r = await sandrun.job().code(file).submit().then((e) => e.wait());
   assert.equal(r.stdout, 'from a File\n');
-  assert.deepEqual(r.files.map((f) => f.path), ['app.js']);
+  assert.deepEqual(r.files.map((f) => f.path), ['_sandrun_run.cjs', '_sandrun_stdout.txt', 'app.js']);
 });
 
 test('script(path) uploads the script with its directory', async () => {
@@ -161,7 +162,7 @@ test('script(path) uploads the script with its directory', async () => {
   writeFileSync(join(dir, 'node_modules/big.js'), 'skipped');
   const r = await sandrun.job().script(join(dir, 'train.py')).submit().then((e) => e.wait());
   assert.equal(r.stdout, 'a,b\n1,2\n');
-  assert.deepEqual(r.files.map((f) => f.path).sort(), ['data/input.csv', 'train.py']);
+  assert.deepEqual(r.files.map((f) => f.path).sort(), ['_sandrun_run.py', '_sandrun_stdout.txt', 'data/input.csv', 'train.py']);
   await rejectsWith(sandrun.job().script(join(dir, 'missing.py')).submit(), 'IO', SandrunError);
 });
 
@@ -234,7 +235,7 @@ test('an unreachable endpoint is a NETWORK error', async () => {
 test('large outputs are hash-checked (with the host\'s native SHA-256) and downloaded intact', async () => {
   const { createHash } = await import('node:crypto');
   const r = await sandrun.job().code('import os\nopen("big.bin","wb").write(os.urandom(3 * 1024 * 1024))').outputs(['big.bin']).submit().then((e) => e.download());
-  const f = r.files[0];
+  const f = r.files.find((x) => x.path === 'big.bin');
   assert.equal(f.size, 3 * 1024 * 1024);
   assert.equal(createHash('sha256').update(f.bytes).digest('hex'), f.sha256);
   assert.ok(r.proof.checks.find((c) => c.name === 'output:big.bin').ok);

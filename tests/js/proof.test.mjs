@@ -20,7 +20,7 @@ test('a result verifies against its job, its files and an allowlist', async () =
   const result = await ex.download();
   const report = await sandrun.proof().from(result).job(j).files(result.files).allow([net.workers[0].worker_id]).verify();
   assert.equal(report.valid, true, JSON.stringify(report.checks));
-  assert.deepEqual(report.checks.map((c) => c.name), ['signature', 'job_hash', 'exit_code', 'outputs', 'allowlist', 'submitted_job', 'output:out.txt']);
+  assert.deepEqual(report.checks.map((c) => c.name), ['signature', 'job_hash', 'exit_code', 'outputs', 'allowlist', 'submitted_job', 'output:_sandrun_stdout.txt', 'output:out.txt']);
   const bad = await sandrun.proof().from(result)
     .job(sandrun.job().code('print("another job")'))
     .files({ 'out.txt': new TextEncoder().encode('forged\n') })

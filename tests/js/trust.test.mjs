@@ -34,7 +34,8 @@ test('a relay that passes on worker 0\'s signed results does not make a 2-of-2 q
   const relay = e.details.replicas.find((r) => r.worker === W.relay);
   assert.equal(relay.outcome, 'dissented');
   assert.match(relay.detail, /presented key .* at \/health/);
-  assert.deepEqual(e.details.agreeing, [idOf(W.a)]);
+  assert.deepEqual(e.details.dissenting.sort(), [idOf(W.a), idOf(W.relay)].sort());
+  assert.match(e.details.replicas.find((r) => r.worker === W.a).detail, /too few agreed/);
   // Alone, at 'low', the relay's answer is refused too once its key is bound by a pool of one.
   const solo = await sandrun.pool().nodes([W.relay]).join();
   await rejectsWith(sandrun.job().code(CODE).with(solo).submit().then((x) => x.wait()), 'CONSENSUS_NOT_REACHED', SandrunError);
