@@ -446,7 +446,8 @@ pub struct LogStream {
 pub fn done_frame_cpu(frame: &str) -> Option<f64> {
     let at = frame.find("CPU=")? + 4;
     let end = frame[at..].find('s')? + at;
-    frame[at..end].parse().ok()
+    // The frame is the worker's word: `inf`, `NaN` or `-1` are no CPU time.
+    frame[at..end].parse().ok().filter(|c: &f64| c.is_finite() && *c >= 0.0)
 }
 
 impl LogStream {

@@ -28,7 +28,29 @@ pub struct SignedParts {
 }
 
 /// Parse a signed string (paths may contain ':' but not '|'; sha256 has none).
+///
+/// Only the canonical form is accepted: 64 lowercase hex for the job hash and every
+/// sha256, numbers as the worker prints them, paths unique and in byte order. So a string
+/// has one reading, and it is the one `signed_string` would print for its parts. A path
+/// containing `|` cannot be told apart from two files; such a string is read as the
+/// files without `|` (and the SDK refuses a status whose paths hold `|`).
 pub fn parse_signed(signed: &str) -> Option<SignedParts> {
+    let parts = parse_signed_loose(signed)?;
+    let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let a = &parts.agreement;
+    let canonical = hex64(&a.job_hash)
+        && a.outputs.values().all(|h| hex64(h))
+        && parts.cpu.parse::<f64>().is_ok()
+        && format!(
+            "{}{}{}",
+            crate::proof::recipe::signed_prefix(&a.job_hash, a.exit_code),
+            parts.cpu,
+            crate::proof::recipe::signed_suffix(parts.memory_mb, &a.outputs)
+        ) == signed;
+    canonical.then_some(parts)
+}
+
+fn parse_signed_loose(signed: &str) -> Option<SignedParts> {
     let mut parts = signed.split('|');
     let job_hash = parts.next()?.to_string();
     let exit_code: i64 = parts.next()?.parse().ok()?;

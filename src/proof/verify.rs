@@ -148,7 +148,8 @@ pub fn cpu_candidates(cpu_2dp: f64) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(10_001);
     let mut seen = std::collections::HashSet::with_capacity(10_001);
     for d in 0..=5000i64 {
-        for micros in if d == 0 { vec![center] } else { vec![center - d, center + d] } {
+        // Saturating: the reported figure is the worker's, `1e300` included.
+        for micros in if d == 0 { vec![center] } else { vec![center.saturating_sub(d), center.saturating_add(d)] } {
             if micros < 0 {
                 continue;
             }
@@ -179,6 +180,22 @@ pub fn verify_status_signature(status: &WorkerStatus, exact_cpu: Option<f64>) ->
         status.execution_metadata.memory_peak_mb,
         status.output_files.iter().map(|(p, m)| (p, &m.sha256)),
     );
+    // The signed string must mean exactly this status. A path holding `|`, or a sha256 or
+    // job hash that is not 64 lowercase hex, lets the same bytes read as another set of
+    // (path, sha256): `{"a:<h1>|b": h2}` signs as `a:<h1>|b:<h2>|`, which is `{a: h1, b: h2}`.
+    let files: std::collections::BTreeMap<String, String> = status.output_files.iter().map(|(p, m)| (p.clone(), m.sha256.clone())).collect();
+    let means_the_status = crate::pool::consensus::parse_signed(&format!("{prefix}0{suffix}")).is_some_and(|p| {
+        p.agreement.job_hash == job_hash && p.agreement.exit_code == status.execution_metadata.exit_code && p.agreement.outputs == files
+    });
+    if !means_the_status {
+        return Err(Error::new(
+            ErrorCode::VerificationFailed,
+            format!(
+                "the result of job {} cannot be signed unambiguously (a job hash or sha256 that is not 64 lowercase hex, or an output path containing '|'): do not trust it",
+                status.job_id
+            ),
+        ));
+    }
     let hasher = sig.hasher(prefix.as_bytes());
     let try_cpu = |cpu: &str| {
         let mut rest = String::with_capacity(cpu.len() + suffix.len());
@@ -190,7 +207,7 @@ pub fn verify_status_signature(status: &WorkerStatus, exact_cpu: Option<f64>) ->
         // The [DONE] frame prints the same microsecond figure with %f: try it and its
         // neighbours (float rounding), and no wider search, so a bad signature is cheap.
         let micros = (cpu * 1_000_000.0).round() as i64;
-        for (tried, m) in [micros, micros - 1, micros + 1].into_iter().enumerate() {
+        for (tried, m) in [micros, micros.saturating_sub(1), micros.saturating_add(1)].into_iter().enumerate() {
             let cpu = format_g(m.max(0) as f64 / 1_000_000.0);
             if let Some(signed) = try_cpu(&cpu) {
                 return Ok(SignatureCheck { signed, cpu, candidates_tried: tried as u32 + 1 });
