@@ -19,7 +19,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDevnet as startSharedDevnet } from '../js/support.mjs';
+import { startDevnet as startSharedDevnet, setFault } from '../js/support.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PKG = path.resolve(process.env.SANDRUN_E2E_PKG ?? path.join(ROOT, 'pkg'));
@@ -288,7 +288,7 @@ test('output file: download() returns the exact bytes, checked against the signe
   assert.equal(r.stdout, 'wrote\n');
   assert.equal(r.verified, true, JSON.stringify(r.checks));
   const byPath = Object.fromEntries(r.files.map((f) => [f.path, f]));
-  assert.deepEqual(Object.keys(byPath).sort(), ['note.txt', 'out.bin']);
+  assert.deepEqual(Object.keys(byPath).sort(), ['_sandrun_stdout.txt', 'note.txt', 'out.bin']);
 
   const { createHash } = await import('node:crypto');
   const expectBin = Buffer.from([...Array(3)].flatMap(() => [...Array(256).keys()]));
@@ -391,12 +391,55 @@ test('a 2-of-3 job in the browser: the agreed result, the wrong-output worker na
   assert.deepEqual(r, { stdout: 'agreed\n', reached: true, agreeing: 2, dissenting: [w[3].worker_id] });
 });
 
+test('trust in the browser: a relay is a dissent, not a vote; a stdout lie is refused', { timeout: 60_000 }, async () => {
+  const w = devnet.workers;
+  // Worker 2 relays worker 0's signed results (devnet fault, switched on for this test).
+  await setFault(w[2].url, 'relay');
+  try {
+    const r = await okInPage(
+      async (sdk, { urls }) => {
+        const s = sdk.Sandrun.create({ apiEndpoint: urls[0] });
+        const pool = await s.pool().nodes(urls).consensus('2-of-2').join();
+        try {
+          await (await s.job().code('print("relayed")').with(pool).submit()).wait();
+          return { code: 'resolved' };
+        } catch (e) {
+          return { code: e.code, relay: e.details.replicas.find((x) => x.worker === urls[1]).detail };
+        }
+      },
+      { urls: [w[0].url, w[2].url] },
+    );
+    assert.equal(r.code, 'CONSENSUS_NOT_REACHED');
+    assert.match(r.relay, /presented key/);
+  } finally {
+    await setFault(w[2].url, null);
+  }
+  await setFault(w[1].url, 'stdout-lie');
+  try {
+    const r = await okInPage(
+      async (sdk, { url }) => {
+        try {
+          await (await sdk.Sandrun.create({ apiEndpoint: url }).job().code('print("truth 42")').submit()).wait();
+          return { code: 'resolved' };
+        } catch (e) {
+          return { code: e.code, stdout: e.details.proof.checks.find((c) => c.name === 'stdout') };
+        }
+      },
+      { url: w[1].url },
+    );
+    assert.equal(r.code, 'VERIFICATION_FAILED');
+    assert.equal(r.stdout.ok, false);
+  } finally {
+    await setFault(w[1].url, null);
+  }
+});
+
 test('a large output is checked with WebCrypto in the browser', { timeout: 30_000 }, async () => {
   const r = await okInPage(
     async (sdk, { url }) => {
       const s = sdk.Sandrun.create({ apiEndpoint: url });
       const res = await (await s.job().code('open("big.bin","wb").write(bytes(range(256)) * 2048)').outputs(['big.bin']).submit()).download();
-      const f = res.files[0];
+      const f = res.files.find((x) => x.path === 'big.bin');
       const digest = [...new Uint8Array(await crypto.subtle.digest('SHA-256', f.bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
       return { size: f.size, same: digest === f.sha256, ok: res.proof.checks.find((c) => c.name === 'output:big.bin').ok };
     },
