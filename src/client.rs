@@ -211,7 +211,11 @@ impl Sandrun {
                 let e = e.with_details(serde_json::json!({"cost": paid.info()}));
                 match refunded {
                     Ok(()) => Err(e),
-                    Err(r) => Err(Error::new(ErrorCode::PaymentFailed, format!("{} (and the refund failed: {})", e.message, r.message))),
+                    // The refund's details (escrow key, transactions) let the user settle later.
+                    Err(r) => Err(crate::chain::pay::merge_details(
+                        Error { details: r.details, ..Error::new(ErrorCode::PaymentFailed, format!("{} (and the refund failed: {})", e.message, r.message)) },
+                        serde_json::json!({"cost": paid.info()}),
+                    )),
                 }
             }
         }

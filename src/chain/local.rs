@@ -26,7 +26,8 @@ impl LocalWallet {
             .parse()
             .map_err(|_| Error::invalid("localWallet: the private key must be 32 bytes of hex (0x + 64 hex digits)"))?;
         if !(rpc_url.starts_with("http://") || rpc_url.starts_with("https://")) {
-            return Err(Error::invalid(format!("localWallet: rpcUrl must be an http(s) URL, got {rpc_url:?}")));
+            // Not echoed: a mistyped URL may still carry an API key.
+            return Err(Error::invalid(format!("localWallet: rpcUrl must be an http:// or https:// URL, got {}", super::redact_url(rpc_url))));
         }
         Ok(LocalWallet { signer, rpc_url: rpc_url.trim_end_matches('/').to_string(), platform })
     }
@@ -38,9 +39,14 @@ impl LocalWallet {
     /// Plain JSON-RPC to the node.
     pub async fn rpc(&self, method: &str, params: Value) -> Result<Value> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-        let resp = self.platform.http(HttpRequest::post(&self.rpc_url, "application/json", body.into_bytes()).timeout(30_000)).await?;
+        // The RPC URL may hold an API key (`/v3/<key>`): errors name only its origin.
+        let resp = self
+            .platform
+            .http(HttpRequest::post(&self.rpc_url, "application/json", body.into_bytes()).timeout(30_000))
+            .await
+            .map_err(super::redact_error)?;
         let v: Value = serde_json::from_slice(&resp.body)
-            .map_err(|_| Error::malformed(format!("{method}: {} did not answer JSON-RPC (HTTP {})", self.rpc_url, resp.status)))?;
+            .map_err(|_| Error::malformed(format!("{method}: {} did not answer JSON-RPC (HTTP {})", super::redact_url(&self.rpc_url), resp.status)))?;
         if let Some(e) = v.get("error") {
             return Err(provider_error(method, e["code"].as_i64().unwrap_or(0), e["message"].as_str().unwrap_or("error")));
         }

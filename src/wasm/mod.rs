@@ -123,6 +123,17 @@ impl JsSandrun {
         self.built(PoolBuilder { client: self.core.clone(), core: Default::default() }.into())
     }
 
+    /// Refund the escrow under `key` (a paid job's `error.details.escrow.key`, e.g. after a
+    /// receipt timeout) to its payer, through this client's wallet and escrow. Resolves with
+    /// `state: 'refunded'` (no transaction when it already was: calling twice is safe);
+    /// rejects `PAYMENT_FAILED` with `details.state` `'released'` (the workers were paid) or
+    /// `'none'` (no such escrow yet: its open may still be pending).
+    #[wasm_bindgen(unchecked_return_type = "Promise<PaymentInfo>")]
+    pub fn refund(&self, key: String) -> Promise {
+        let client = self.core.clone();
+        future_to_promise(async move { to_js(&crate::chain::pay::refund_key(&client, &key).await.map_err(err)?) })
+    }
+
     /// A new, empty provider-node description (`register()` needs `registryEndpoint`).
     #[wasm_bindgen(unchecked_return_type = "NodeBuilder")]
     pub fn node(&self) -> Result<JsValue, JsValue> {

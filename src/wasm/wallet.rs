@@ -50,7 +50,7 @@ impl Wallet for JsWallet {
                     // A SandrunError from localWallet keeps its code.
                     if let Some(code) = Reflect::get(&e, &"code".into()).ok().and_then(|c| c.as_string()).and_then(|c| crate::ErrorCode::parse(&c)) {
                         let msg = Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_default();
-                        return Err(crate::Error::new(code, msg));
+                        return Err(crate::Error::new(code, crate::chain::redact_urls(&msg)));
                     }
                     let code = Reflect::get(&e, &"code".into()).ok().and_then(|c| c.as_f64()).unwrap_or(0.0) as i64;
                     let msg = Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_else(|| format!("{e:?}"));
@@ -92,4 +92,39 @@ impl LocalWalletJs {
 pub fn local_wallet(#[wasm_bindgen(js_name = privateKey)] private_key: &str, #[wasm_bindgen(js_name = rpcUrl)] rpc_url: &str) -> std::result::Result<LocalWalletJs, JsValue> {
     let platform: Rc<dyn crate::platform::Platform> = Rc::new(crate::platform::js::JsPlatform::new(super::convert::host()?));
     Ok(LocalWalletJs { inner: Rc::new(LocalWallet::new(private_key, rpc_url, platform).map_err(err)?) })
+}
+
+/// A chain id from JS: a safe non-negative integer.
+fn chain_id_arg(chain_id: f64) -> std::result::Result<u64, JsValue> {
+    if chain_id.is_finite() && chain_id >= 0.0 && chain_id.fract() == 0.0 && chain_id <= 9_007_199_254_740_991.0 {
+        Ok(chain_id as u64)
+    } else {
+        Err(err(crate::Error::invalid(format!("chainId must be a non-negative integer, got {chain_id}"))))
+    }
+}
+
+/// `payoutMessage(chainId, address)`: the exact text a provider's worker key signs (pure
+/// Ed25519, signature as standard base64 in the registry record's
+/// `capabilities.payout_signature`) to bind `address` as its payout on `chainId`:
+/// `sandrun-payout-v1|<chainId>|<address, lowercase>`. The SDK pays only bound addresses.
+#[wasm_bindgen(js_name = payoutMessage)]
+pub fn payout_message(#[wasm_bindgen(js_name = chainId)] chain_id: f64, address: &str) -> std::result::Result<String, JsValue> {
+    let chain = chain_id_arg(chain_id)?;
+    if !crate::chain::binding::is_address(address) {
+        return Err(err(crate::Error::invalid(format!("payoutMessage: address must be 0x + 40 hex digits, got {address:?}"))));
+    }
+    Ok(crate::chain::payout_message(chain, address))
+}
+
+/// `verifyPayoutBinding(workerId, chainId, address, signature)`: does `signature` (base64)
+/// by the worker key `workerId` (base64 Ed25519) bind `address` on `chainId`? Strict
+/// Ed25519; malformed input is `false`.
+#[wasm_bindgen(js_name = verifyPayoutBinding)]
+pub fn verify_payout_binding(
+    #[wasm_bindgen(js_name = workerId)] worker_id: &str,
+    #[wasm_bindgen(js_name = chainId)] chain_id: f64,
+    address: &str,
+    signature: &str,
+) -> bool {
+    chain_id_arg(chain_id).is_ok_and(|c| crate::chain::verify_payout_binding(worker_id, c, address, signature))
 }

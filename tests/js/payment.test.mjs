@@ -5,7 +5,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPublicClient, http as viemHttp, parseEther, formatEther } from 'viem';
 import { Sandrun, SandrunError, localWallet } from '@sandrun/wasm';
-import { startDevnet, acceptedJobs, rejectsWith } from './support.mjs';
+import { readFileSync } from 'node:fs';
+import { startDevnet, acceptedJobs, rejectsWith, root } from './support.mjs';
+import { hostileRegistry, record, workerKey, signBinding, freshAddress } from './hostile-registry.mjs';
+
+const ESCROW_ABI = JSON.parse(readFileSync(`${root}/contracts/artifacts/SandrunEscrow.json`, 'utf8')).abi;
 
 let net;
 let chain;
@@ -132,14 +136,106 @@ test('estimate() gives price bounds from the workers\' pricing, the timeout, the
   assert.equal(est.maxCost, '0.5');
 });
 
-test('a release that fails (a payout address that refuses ETH) refunds the payer at once', async () => {
-  const s = client();
-  // The test token contract has no receive(): ETH sent to it reverts. Register it as W[1]'s payout.
-  await s.node().endpoint(W[1].url).payout(chain.token).register();
+test('a receipt that does not come in time leaves the escrow key and hashes in the error; sandrun.refund(key) settles it later, to the wei', async () => {
+  const rpcCall = async (method, params = []) => {
+    const res = await fetch(chain.rpc, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) });
+    const body = await res.json();
+    if (body.error) throw new Error(`${method}: ${body.error.message}`);
+    return body.result;
+  };
+  const s = client({ escrow: { address: chain.escrow, chainId: chain.chainId, receiptTimeout: 0.5 } });
+  assert.equal(s.config.escrow.receiptTimeout, 0.5);
   const p0 = await balance(payer().address);
-  const e = await rejectsWith(s.configure({ apiEndpoint: W[1].url }).job().code('print(1)').payment('0.1').submit().then((x) => x.wait()), 'PAYMENT_FAILED', SandrunError);
-  assert.match(e.message, /payer was refunded/);
-  assert.equal(e.details.cost.state, 'refunded');
-  assert.equal(await balance(payer().address), p0 - (await gasPaid(e.details.cost.transactions)), 'only gas lost');
-  assert.equal(await balance(chain.escrow), 0n);
+  const jobs0 = await jobsEverywhere();
+  // Blocks stop coming: the open transaction stays pending, for real.
+  await rpcCall('evm_setAutomine', [false]);
+  let e;
+  try {
+    e = await rejectsWith(s.job().code('print(1)').payment('0.4').submit(), 'TIMEOUT', SandrunError);
+    assert.match(e.message, /not mined within 0.5 s/);
+    assert.match(e.message, /sandrun\.refund\(/);
+    const d = e.details;
+    assert.equal(d.state, 'opening');
+    assert.equal(d.escrow.address.toLowerCase(), chain.escrow.toLowerCase());
+    assert.equal(d.escrow.chainId, chain.chainId);
+    assert.equal(d.escrow.payer.toLowerCase(), payer().address.toLowerCase());
+    assert.match(d.escrow.key, /^0x[0-9a-f]{64}$/);
+    assert.equal(d.transactions.length, 1, 'the open');
+    assert.equal(await jobsEverywhere(), jobs0, 'nothing was submitted');
+    // Still pending: there is no escrow under the key yet.
+    const none = await rejectsWith(s.refund(d.escrow.key), 'PAYMENT_FAILED', SandrunError);
+    assert.equal(none.details.state, 'none');
+    assert.match(none.message, /still pending/);
+  } finally {
+    await rpcCall('evm_mine');
+    await rpcCall('evm_setAutomine', [true]);
+  }
+  const { key } = e.details.escrow;
+  const opened = await pub.getTransactionReceipt({ hash: e.details.transactions[0] });
+  assert.equal(opened.status, 'success', 'the open went through after all');
+  assert.equal(opened.logs[0].topics[1], key, 'the key in the error is the one the escrow opened');
+  assert.equal(await balance(payer().address), p0 - parseEther('0.4') - (await gasPaid(e.details.transactions)));
+
+  const info = await s.refund(key);
+  assert.equal(info.state, 'refunded');
+  assert.equal(info.amount, '0.4');
+  assert.equal(info.token, 'ETH');
+  assert.equal(info.transactions.length, 1);
+  assert.equal(await balance(payer().address), p0 - (await gasPaid([...e.details.transactions, ...info.transactions])), 'the payer got it all back but gas, to the wei');
+  // Twice is safe: nothing is sent, the answer is the same state.
+  const again = await s.refund(key);
+  assert.deepEqual([again.state, again.transactions], ['refunded', []]);
+  await rejectsWith(s.refund('0x1234'), 'INVALID_ARGUMENT', SandrunError);
+});
+
+test('RPC URLs in errors show only their origin: an Infura-style key in the path or query never appears', async () => {
+  const SECRET = 'f00dfeedc0ffee0123456789abcdef01';
+  const urls = [`http://127.0.0.1:9/v3/${SECRET}`, `http://user:${SECRET}@127.0.0.1:9/?apikey=${SECRET}`];
+  for (const url of urls) {
+    const w = localWallet(payer().privateKey, url);
+    const e = await rejectsWith(w.request({ method: 'eth_chainId' }), 'NETWORK', SandrunError);
+    assert.ok(!JSON.stringify({ m: e.message, c: String(e.cause ?? ''), d: e.details ?? null }).includes(SECRET), e.message);
+    assert.match(e.message, /127\.0\.0\.1:9/, 'the origin is still named');
+    // Through a paid job too.
+    const e2 = await rejectsWith(client({ web3Provider: w }).job().code('print(1)').payment('0.1').submit(), 'NETWORK', SandrunError);
+    assert.ok(!`${e2.message} ${e2.cause ?? ''}`.includes(SECRET), e2.message);
+  }
+  // A server that answers something else than JSON-RPC.
+  const e3 = await localWallet(payer().privateKey, `${W[0].url}/v3/${SECRET}?k=${SECRET}`).request({ method: 'eth_chainId' }).then(() => null, (x) => x);
+  assert.ok(e3 instanceof SandrunError, String(e3));
+  assert.ok(!`${e3.message} ${e3.cause ?? ''}`.includes(SECRET), e3.message);
+  const e4 = await rejectsWith(() => localWallet(payer().privateKey, `wss://mainnet.example.io/v3/${SECRET}`), 'INVALID_ARGUMENT', SandrunError);
+  assert.ok(!e4.message.includes(SECRET), e4.message);
+});
+
+test('a payee that refuses ETH no longer blocks the release: the honest worker is paid to the wei, the refusing one is credited', async () => {
+  // TEST DOUBLE of a registry (see hostile-registry.mjs): both workers bound their payouts
+  // with their own keys; worker 1's is the test token contract, which has no receive().
+  const honest = freshAddress();
+  const reg = await hostileRegistry([
+    record(W[0], { payout: honest, chainId: chain.chainId, signature: signBinding(workerKey(net, 0), chain.chainId, honest) }),
+    record(W[1], { payout: chain.token, chainId: chain.chainId, signature: signBinding(workerKey(net, 1), chain.chainId, chain.token) }),
+  ]);
+  try {
+    const s = client({ registryEndpoint: reg.url });
+    const pool = await s.pool().nodes([W[0].url, W[1].url]).consensus('2-of-2').join();
+    const [p0, e0, t0] = [await balance(payer().address), await balance(chain.escrow), await balance(chain.token)];
+    const r = await s.job().code('print(1)').payment('0.1').with(pool).submit().then((x) => x.wait());
+    assert.equal(r.cost.state, 'released');
+    assert.deepEqual(r.cost.credited, [chain.token.toLowerCase()]);
+    assert.equal(r.cost.transactions.length, 2, 'open, release: no refund');
+    assert.equal(await balance(honest), parseEther('0.05'), 'the honest payee: its share, to the wei');
+    assert.equal(await balance(chain.token), t0, 'the refusing payee got nothing pushed');
+    const owed = await pub.readContract({ address: chain.escrow, abi: ESCROW_ABI, functionName: 'owed', args: ['0x0000000000000000000000000000000000000000', chain.token] });
+    assert.equal(owed, parseEther('0.05'), 'its share is credited to it in the escrow');
+    assert.equal(await balance(chain.escrow), e0 + parseEther('0.05'));
+    assert.equal(await balance(payer().address), p0 - parseEther('0.1') - (await gasPaid(r.cost.transactions)), 'the payer paid the amount and gas, once');
+    // A released escrow cannot be refunded, and refund(key) says why.
+    const key = (await pub.getTransactionReceipt({ hash: r.cost.transactions[0] })).logs[0].topics[1];
+    const e = await rejectsWith(s.refund(key), 'PAYMENT_FAILED', SandrunError);
+    assert.equal(e.details.state, 'released');
+    assert.match(e.message, /already released/);
+  } finally {
+    await reg.close();
+  }
 });
