@@ -19,4 +19,6 @@ echo "== types: the spec's examples under tsc --strict"
 npx tsc -p tests/types
 echo "== JS: node:test on the built package, devnet, Chromium"
 export SANDRUN_DEVNET_BIN="${CARGO_TARGET_DIR:-target}/debug/sandrun-devnet"
-node --test --test-concurrency=1 tests/js/ tests/e2e/
+node --test --test-concurrency=1 tests/js/*.test.mjs tests/e2e/*.test.mjs
+echo "== soak: 500 jobs through the SDK on a 5-worker devnet with anvil, faults and 429s switched under it"
+node tests/soak/soak.mjs --jobs 500

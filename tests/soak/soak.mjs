@@ -8,7 +8,7 @@
 //   escrow was released or refunded.
 // Prints a summary and one closing line `N passed, N failed` (each check is one).
 //
-// Usage: node tests/soak/soak.mjs [--jobs 500] [--concurrency 4] [--max-seconds 600]
+// Usage: node tests/soak/soak.mjs [--jobs 500] [--concurrency 4] [--max-seconds 600] [--seed N]
 import { createPublicClient, http as viemHttp } from 'viem';
 import { Sandrun, SandrunError, localWallet } from '@sandrun/wasm';
 import { startDevnet, setFault, acceptedJobs } from '../js/support.mjs';
@@ -34,6 +34,15 @@ const base = {
 // One wallet per lane: transactions of one account are sent one at a time.
 const wallets = Array.from({ length: LANES }, (_, i) => localWallet(net.chain.accounts[i + 1].privateKey, net.chain.rpc));
 
+// A seeded generator (mulberry32), so a failing run can be replayed with --seed.
+let seed = arg('seed', 20261201) >>> 0;
+const random = () => {
+  seed = (seed + 0x6d2b79f5) >>> 0;
+  let t = seed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+};
 const FAULTS = ['wrong-output', 'bad-signature', '429', 'stdout-lie', 'slow', null];
 let stop = false;
 const faultLog = [];
@@ -43,7 +52,7 @@ const chaos = (async () => {
   let n = 0;
   while (!stop) {
     const w = 1 + (n % 4);
-    const mode = FAULTS[Math.floor(Math.random() * FAULTS.length)];
+    const mode = FAULTS[Math.floor(random() * FAULTS.length)];
     await setFault(W[w], mode).catch(() => {});
     faultLog.push(mode ?? 'none');
     n++;
