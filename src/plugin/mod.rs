@@ -142,6 +142,26 @@ impl Platform for MiddlewarePlatform {
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
         self.base.sha256_hex(bytes)
     }
+    // Files, and output downloads streamed into them, go straight to the host: the
+    // middleware chain sees whole responses only, and a streamed download is not one.
+    fn lstat(&self, path: &str) -> LocalFuture<'_, Result<crate::platform::PathKind>> {
+        self.base.lstat(path)
+    }
+    fn make_dir(&self, path: &str) -> LocalFuture<'_, Result<()>> {
+        self.base.make_dir(path)
+    }
+    fn http_to_file(&self, req: HttpRequest, path: Option<&str>) -> LocalFuture<'_, Result<crate::platform::FileResponse>> {
+        self.base.http_to_file(req, path)
+    }
+    fn write_new_file(&self, path: &str, bytes: &[u8]) -> LocalFuture<'_, Result<()>> {
+        self.base.write_new_file(path, bytes)
+    }
+    fn commit_file(&self, from: &str, to: &str, replace: bool) -> LocalFuture<'_, Result<()>> {
+        self.base.commit_file(from, to, replace)
+    }
+    fn remove_file(&self, path: &str) -> LocalFuture<'_, Result<()>> {
+        self.base.remove_file(path)
+    }
 }
 
 pub use crate::job::JobDescription;
