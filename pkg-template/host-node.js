@@ -3,55 +3,162 @@
 // reference Sandrun worker rejects), node:fs, and a small WebSocket client.
 import http from 'node:http';
 import https from 'node:https';
-import { promises as fs } from 'node:fs';
+import { promises as fs, constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { makeError, hostFailure } from './errors.js';
 
-function request(method, url, headers, body, timeoutMs) {
+/** setTimeout fires at once past 2^31-1 ms (with a warning): never arm more than that. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+export const clampMs = (ms) => Math.max(0, Math.min(Number(ms) || 0, MAX_TIMER_MS));
+
+/** The largest body this module buffered for a single response, in bytes (a test hook:
+ * downloads streamed to disk must keep it far below the file size). */
+export const stats = { maxBufferedBytes: 0 };
+
+function open(method, url, headers, body, timeoutMs, onResponse, reject) {
+  let u;
+  try { u = new URL(url); } catch { reject(hostFailure('network', `not a URL: ${url}`)); return null; }
+  const mod = u.protocol === 'https:' ? https : u.protocol === 'http:' ? http : null;
+  if (!mod) { reject(hostFailure('unsupported', `unsupported protocol in ${url}`)); return null; }
+  const h = {};
+  for (const [k, v] of headers) h[k] = v;
+  if (body.length > 0 || method === 'POST') h['Content-Length'] = String(body.length);
+  const req = mod.request(u, { method, headers: h, agent: false }, onResponse);
+  // A total deadline, not an idle timeout: a server dripping one byte a second would
+  // keep an idle timer from ever firing.
+  const deadline = setTimeout(() => kill(req, Object.assign(new Error(`no complete answer within ${timeoutMs} ms`), { sandrunTimeout: true }), method, url), clampMs(timeoutMs));
+  req.on('close', () => clearTimeout(deadline));
+  return req;
+}
+
+/** Destroy `req`, remembering why: whichever event rejects first reports this reason. */
+function kill(req, e, method, url) {
+  if (!req.sandrunReason) req.sandrunReason = failure(method, url, e);
+  req.destroy(e);
+}
+
+const failure = (method, url, e) => (e.sandrunKind ? hostFailure(e.sandrunKind, `${method} ${url}: ${e.message}`) : hostFailure(e.sandrunTimeout ? 'timeout' : 'network', `${method} ${url}: ${e.code === 'ECONNREFUSED' ? 'connection refused (is the server running?)' : e.message}`));
+const tooLarge = (maxBytes) => Object.assign(new Error(`the answer is larger than ${maxBytes} bytes; stopped reading (a broken or hostile server)`), { sandrunKind: 'too_large' });
+
+function request(method, url, headers, body, timeoutMs, maxBytes) {
   let req;
-  const promise = new Promise((resolve, reject) => {
-    let u;
-    try { u = new URL(url); } catch { return reject(hostFailure('network', `not a URL: ${url}`)); }
-    const mod = u.protocol === 'https:' ? https : u.protocol === 'http:' ? http : null;
-    if (!mod) return reject(hostFailure('unsupported', `unsupported protocol in ${url}`));
-    const h = {};
-    for (const [k, v] of headers) h[k] = v;
-    if (body.length > 0 || method === 'POST') h['Content-Length'] = String(body.length);
+  const promise = new Promise((resolve, rejectRaw) => {
+    const reject = (x) => rejectRaw(req?.sandrunReason ?? x);
     let res;
     const chunks = [];
+    let size = 0;
     const settle = () => {
       const buf = Buffer.concat(chunks);
       resolve({ status: res.statusCode, headers: Object.entries(res.headers).map(([k, v]) => [k, String(v)]), body: new Uint8Array(buf.buffer, buf.byteOffset, buf.length) });
     };
-    req = mod.request(u, { method, headers: h, agent: false }, (r) => {
+    req = open(method, url, headers, body, timeoutMs, (r) => {
       res = r;
-      res.on('data', (c) => chunks.push(c));
-      res.on('error', (e) => reject(hostFailure('network', `${method} ${url}: ${e.message}`)));
+      const declared = Number(res.headers['content-length']);
+      if (Number.isFinite(declared) && declared > maxBytes) return kill(req, tooLarge(maxBytes), method, url);
+      res.on('data', (c) => {
+        size += c.length;
+        if (size > maxBytes) return kill(req, tooLarge(maxBytes), method, url);
+        chunks.push(c);
+        if (size > stats.maxBufferedBytes) stats.maxBufferedBytes = size;
+      });
+      res.on('error', (e) => reject(failure(method, url, e)));
       res.on('aborted', () => reject(hostFailure('network', `${method} ${url}: the connection closed mid-body`)));
       res.on('end', () => {
-        const buf = Buffer.concat(chunks);
         const declared = Number(res.headers['content-length']);
-        if (res.complete === false || (Number.isFinite(declared) && buf.length < declared)) {
-          return reject(hostFailure('network', `${method} ${url}: the response body was truncated (${buf.length} of ${declared} bytes)`));
+        if (res.complete === false || (Number.isFinite(declared) && size < declared)) {
+          return reject(hostFailure('network', `${method} ${url}: the response body was truncated (${size} of ${declared} bytes)`));
         }
         settle();
       });
-    });
-    if (timeoutMs > 0) {
-      req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { sandrunTimeout: true })));
-    }
+    }, reject);
+    if (!req) return;
     // A reference worker's 413 declares a Content-Length one byte short of its body;
     // the parser then fails on the extra byte after a complete message. Keep the answer.
-    req.on('error', (e) => (res?.complete && e.code === 'HPE_INVALID_CONSTANT') ? setImmediate(settle) : reject(hostFailure(e.sandrunTimeout ? 'timeout' : 'network', `${method} ${url}: ${e.code === 'ECONNREFUSED' ? 'connection refused (is the server running?)' : e.message}`)));
+    req.on('error', (e) => (res?.complete && e.code === 'HPE_INVALID_CONSTANT') ? setImmediate(settle) : reject(failure(method, url, e)));
     req.end(body.length > 0 ? Buffer.from(body.buffer, body.byteOffset, body.length) : undefined);
   });
   promise.catch(() => {});
   return { promise, cancel: () => req?.destroy() };
 }
 
+/**
+ * Like `request`, but a 2xx body streams into a new file at `target` (null: hashed and
+ * dropped), hashed on the way: never held whole in memory. The file is created with
+ * O_EXCL|O_NOFOLLOW (an existing file or symlink there fails), and removed on any
+ * failure: over `maxBytes`, the deadline, a truncated body, a cancel.
+ */
+function requestToFile(method, url, headers, body, timeoutMs, maxBytes, target) {
+  let req;
+  let fh = null;
+  let cancelled = false;
+  const cleanup = async () => {
+    if (fh) { const f = fh; fh = null; await f.close().catch(() => {}); await fs.unlink(target).catch(() => {}); }
+  };
+  const promise = (async () => {
+    if (target !== null && target !== undefined) {
+      try {
+        fh = await fs.open(target, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (fsConstants.O_NOFOLLOW ?? 0), 0o644);
+      } catch (e) {
+        throw hostFailure(e.code === 'EEXIST' ? 'exists' : 'io', `cannot create ${target}: ${e.message}`);
+      }
+    }
+    try {
+      return await new Promise((resolve, rejectRaw) => {
+        const reject = (x) => rejectRaw(req?.sandrunReason ?? x);
+        if (cancelled) return reject(hostFailure('network', `${method} ${url}: cancelled`));
+        req = open(method, url, headers, body, timeoutMs, (res) => {
+          const ok = res.statusCode >= 200 && res.statusCode < 300;
+          const declared = Number(res.headers['content-length']);
+          if (Number.isFinite(declared) && declared > maxBytes) return kill(req, tooLarge(maxBytes), method, url);
+          const hash = createHash('sha256');
+          const errorChunks = [];
+          let size = 0;
+          let writing = Promise.resolve();
+          res.on('data', (c) => {
+            size += c.length;
+            if (size > maxBytes) return kill(req, tooLarge(maxBytes), method, url);
+            if (!ok) { if (size <= 65536) errorChunks.push(c); return; }
+            hash.update(c);
+            if (fh) {
+              // Backpressure: at most one chunk in flight to the disk.
+              res.pause();
+              const f = fh;
+              writing = writing.then(() => f.write(c)).then(() => res.resume(), (e) => kill(req, Object.assign(e, { sandrunKind: 'io' }), method, url));
+            }
+            if (c.length > stats.maxBufferedBytes) stats.maxBufferedBytes = c.length;
+          });
+          res.on('error', (e) => reject(failure(method, url, e)));
+          res.on('aborted', () => reject(hostFailure('network', `${method} ${url}: the connection closed mid-body`)));
+          res.on('end', async () => {
+            if (res.complete === false || (Number.isFinite(declared) && size < declared)) {
+              return reject(hostFailure('network', `${method} ${url}: the response body was truncated (${size} of ${declared} bytes)`));
+            }
+            try {
+              await writing;
+              if (fh && ok) await fh.sync().catch(() => {});
+            } catch (e) { return reject(hostFailure('io', `cannot write ${target}: ${e.message}`)); }
+            const eb = Buffer.concat(errorChunks);
+            resolve({ status: res.statusCode, headers: Object.entries(res.headers).map(([k, v]) => [k, String(v)]), size, sha256: ok ? hash.digest('hex') : '', errorBody: new Uint8Array(eb.buffer, eb.byteOffset, eb.length) });
+          });
+        }, reject);
+        if (!req) return;
+        req.on('error', (e) => reject(failure(method, url, e)));
+        req.end(body.length > 0 ? Buffer.from(body.buffer, body.byteOffset, body.length) : undefined);
+      });
+    } catch (e) {
+      await cleanup();
+      throw e;
+    } finally {
+      if (fh) { await fh.close().catch(() => {}); fh = null; }
+    }
+  })();
+  promise.catch(() => {});
+  return { promise, cancel: () => { cancelled = true; req?.destroy(); } };
+}
+
 /** A minimal WebSocket client for `/stream/{id}`: text frames in, text frames out. */
-function websocket(url) {
+function websocket(url, upgradeTimeoutMs = 10_000, maxFrameBytes = 16 * 1024 * 1024) {
   return new Promise((resolve) => {
     const u = new URL(url.replace(/^ws/, 'http'));
     const mod = u.protocol === 'https:' ? https : http;
@@ -59,14 +166,25 @@ function websocket(url) {
       agent: false,
       headers: { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': randomBytes(16).toString('base64'), 'Sec-WebSocket-Version': '13' },
     });
-    req.on('error', () => resolve(null));
-    req.on('response', (res) => { res.resume(); resolve(null); });
+    // An upgrade that never comes: no socket, and the SDK polls /status instead.
+    const upgradeTimer = setTimeout(() => { req.destroy(); resolve(null); }, clampMs(upgradeTimeoutMs));
+    req.on('error', () => { clearTimeout(upgradeTimer); resolve(null); });
+    req.on('response', (res) => { clearTimeout(upgradeTimer); res.resume(); resolve(null); });
     req.on('upgrade', (res, socket, head) => {
+      clearTimeout(upgradeTimer);
       let buf = head && head.length ? Buffer.from(head) : Buffer.alloc(0);
       const frames = [];
       const waiters = [];
       let closed = false;
-      const push = (v) => { const w = waiters.shift(); if (w) w(v); else frames.push(v); };
+      // Frames waiting for next(): bounded like one frame, or the socket is dropped.
+      let queued = 0;
+      const push = (v) => {
+        const w = waiters.shift();
+        if (w) return w(v);
+        frames.push(v);
+        if (v !== null) { queued += v.length; if (queued > maxFrameBytes) { socket.destroy(); end(); } }
+      };
+      const take = () => { const v = frames.shift(); if (v) queued -= v.length; return v; };
       const end = () => { if (!closed) { closed = true; push(null); while (waiters.length) waiters.shift()(null); } };
       socket.on('data', (d) => {
         buf = Buffer.concat([buf, d]);
@@ -76,6 +194,8 @@ function websocket(url) {
           let len = buf[1] & 0x7f, at = 2;
           if (len === 126) { if (buf.length < 4) return; len = buf.readUInt16BE(2); at = 4; }
           else if (len === 127) { if (buf.length < 10) return; len = Number(buf.readBigUInt64BE(2)); at = 10; }
+          // A frame over the cap is never buffered: drop the socket at its header.
+          if (len > maxFrameBytes) { buf = Buffer.alloc(0); socket.destroy(); end(); return; }
           if (buf.length < at + len) return;
           const payload = buf.subarray(at, at + len);
           buf = buf.subarray(at + len);
@@ -86,7 +206,7 @@ function websocket(url) {
       socket.on('close', end);
       socket.on('error', end);
       resolve({
-        next: () => new Promise((r) => { if (frames.length) r(frames.shift()); else if (closed) r(null); else waiters.push(r); }),
+        next: () => new Promise((r) => { if (frames.length) r(take()); else if (closed) r(null); else waiters.push(r); }),
         send: (text) => {
           if (closed) return;
           const data = Buffer.from(text, 'utf8');
@@ -107,8 +227,37 @@ const io = (what, p) => p.catch((e) => { throw hostFailure('io', `${what}: ${e.m
 export const nodeHost = {
   request,
   websocket,
-  timer: (ms) => { let id; const promise = new Promise((r) => { id = setTimeout(r, ms); }); return { promise, cancel: () => clearTimeout(id) }; },
+  requestToFile,
+  timer: (ms) => { let id; const promise = new Promise((r) => { id = setTimeout(r, clampMs(ms)); }); return { promise, cancel: () => clearTimeout(id) }; },
   now: () => performance.now(),
+  lstat: (p) => fs.lstat(p).then(
+    (s) => (s.isSymbolicLink() ? 'symlink' : s.isDirectory() ? 'dir' : s.isFile() ? 'file' : 'other'),
+    (e) => { if (e.code === 'ENOENT') return 'missing'; throw hostFailure('io', `cannot inspect ${p}: ${e.message}`); },
+  ),
+  makeDir: (p) => fs.mkdir(p).catch(async (e) => {
+    if (e.code === 'EEXIST' && (await fs.lstat(p)).isDirectory()) return;
+    throw hostFailure('io', `cannot create directory ${p}: ${e.message}`);
+  }),
+  writeNewFile: (p, bytes) => io(`cannot write ${p}`, fs.writeFile(p, bytes, { flag: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (fsConstants.O_NOFOLLOW ?? 0), mode: 0o644 })),
+  // Without replace: link() fails atomically if anything is at `to` (no check-then-write
+  // race); with it, rename() replaces a file, or a symlink itself, never its target.
+  commitFile: async (from, to, replace) => {
+    if (replace) return io(`cannot move ${from} to ${to}`, fs.rename(from, to));
+    try {
+      await fs.link(from, to);
+    } catch (e) {
+      if (e.code === 'EEXIST') throw Object.assign(hostFailure('exists', `refusing to overwrite ${to}: it exists (pass { overwrite: true } to replace files)`), { details: { path: to } });
+      // Filesystems without hard links: check, then rename (a narrow race remains).
+      if (['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'ENOSYS'].includes(e.code)) {
+        const there = await fs.lstat(to).then(() => true, () => false);
+        if (there) throw Object.assign(hostFailure('exists', `refusing to overwrite ${to}: it exists (pass { overwrite: true } to replace files)`), { details: { path: to } });
+        return io(`cannot move ${from} to ${to}`, fs.rename(from, to));
+      }
+      throw hostFailure('io', `cannot write ${to}: ${e.message}`);
+    }
+    await fs.unlink(from).catch(() => {});
+  },
+  removeFile: (p) => fs.unlink(p).catch((e) => { if (e.code !== 'ENOENT') throw hostFailure('io', `cannot remove ${p}: ${e.message}`); }),
   readFile: (p) => io(`cannot read ${p}`, fs.readFile(p).then((b) => new Uint8Array(b.buffer, b.byteOffset, b.length))),
   readDir: (p) => io(`cannot list ${p}`, fs.readdir(p, { withFileTypes: true }).then((es) => es.map((e) => [e.name, e.isDirectory()]))),
   writeFile: (p, bytes) => io(`cannot write ${p}`, fs.mkdir(path.dirname(p), { recursive: true }).then(() => fs.writeFile(p, bytes))),

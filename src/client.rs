@@ -265,7 +265,7 @@ impl Sandrun {
             match worker.submit(&prepared, seed).await {
                 Ok(id) => return Ok(JobExecution::new(worker, id, prepared, level, started)),
                 Err(e) if e.code == ErrorCode::RateLimited && attempt < retries => {
-                    let wait = e.retry_after_ms.unwrap_or(1000 << attempt).min(MAX_RATE_LIMIT_WAIT_MS);
+                    let wait = e.retry_after_ms.unwrap_or(1000u64 << attempt.min(20)).min(MAX_RATE_LIMIT_WAIT_MS);
                     self.platform.sleep(wait).await;
                     attempt += 1;
                 }

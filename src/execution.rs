@@ -4,11 +4,12 @@
 use crate::api::wire::WorkerStatus;
 use crate::api::WorkerClient;
 use crate::error::{Error, ErrorCode, Result};
-use crate::job::{archive::check_relative_path, PreparedJob};
-use crate::platform::{WebSocket, WsEvent};
+use crate::job::PreparedJob;
+use crate::platform::{WebSocket, WsEvent, WS_UPGRADE_TIMEOUT_MS};
 use crate::proof::verify_status_signature;
 use crate::types::{ConsensusLevel, JobResult, OutputFile, PaymentInfo, Proof, ProofCheck, ResultStatus};
-use crate::util::{race, CancelToken, Either};
+use crate::platform::target::{self, Staged, WriteOptions};
+use crate::util::{race, selected_by, CancelToken, Either};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -36,6 +37,9 @@ struct Inner {
     exact_cpu: Cell<Option<f64>>,
     finished: RefCell<Option<Finished>>,
     cost: RefCell<PaymentInfo>,
+    /// While `download_to` runs: output path -> the temporary file its bytes stream
+    /// into while they are checked, instead of memory.
+    spool: RefCell<std::collections::BTreeMap<String, String>>,
     /// Who may sign this result: the key the worker showed at `/health` when its pool
     /// joined, and the user's allowlist.
     trust: RefCell<SignerPolicy>,
@@ -89,6 +93,7 @@ impl JobExecution {
                 status: RefCell::new("queued".into()),
                 exact_cpu: Cell::new(None),
                 finished: RefCell::new(None),
+                spool: RefCell::default(),
                 cost: RefCell::new(PaymentInfo::none()),
                 trust: RefCell::new(SignerPolicy { bound_key: None, allowed }),
             }),
@@ -161,8 +166,7 @@ impl JobExecution {
     /// which spares the signature check its candidate search. False when no socket
     /// could be used; the caller then polls.
     async fn watch_stream(&self) -> bool {
-        let c = &self.inner.client;
-        let Ok(Some(ws)) = c.platform().websocket(&c.stream_url(&self.inner.id)).await else {
+        let Some(ws) = self.open_stream().await else {
             return false;
         };
         loop {
@@ -187,6 +191,18 @@ impl JobExecution {
                 }
                 WsEvent::Closed => return false,
             }
+        }
+    }
+
+    /// The job's log socket, or `None` (no WebSocket, refused, or an upgrade that took
+    /// longer than [`WS_UPGRADE_TIMEOUT_MS`]: the caller then polls `/status`). The
+    /// host has its own upgrade timeout; this one holds even for a host that has none.
+    async fn open_stream(&self) -> Option<Box<dyn WebSocket>> {
+        let c = &self.inner.client;
+        let p = c.platform();
+        match race(p.websocket(&c.stream_url(&self.inner.id)), p.sleep(WS_UPGRADE_TIMEOUT_MS + 1_000)).await {
+            Either::Left(Ok(ws)) => ws,
+            _ => None,
         }
     }
 
@@ -271,11 +287,15 @@ impl JobExecution {
                 checks.push(ProofCheck { name: "signer".into(), ok: false, detail: why });
             }
             for (path, meta) in &status.output_files {
+                if let Some(check) = self.spooled_check(path, meta).await {
+                    checks.push(check);
+                    continue;
+                }
                 // Inputs come back unchanged most of the time: hash our own copy first.
                 let local = job.files.iter().find(|(p, _)| p == path).map(|(_, b)| b.clone());
                 let bytes: Rc<[u8]> = match local {
                     Some(b) if c.platform().sha256_hex(&b).await == meta.sha256 => b,
-                    _ => match c.download_file(&self.inner.id, path).await {
+                    _ => match c.download_file(&self.inner.id, path, meta.size_bytes).await {
                         Ok(b) => b.into(),
                         Err(e) => {
                             checks.push(ProofCheck { name: format!("output:{path}"), ok: false, detail: format!("download failed: {}", e.message) });
@@ -361,9 +381,9 @@ impl JobExecution {
         // Under consensus 'none' nothing was fetched yet: fetch and hash-check now.
         let mut files = Vec::new();
         for of in &f.result.files {
-            let bytes = self.inner.client.download_file(&self.inner.id, &of.path).await?;
+            let bytes = self.inner.client.download_file(&self.inner.id, &of.path, of.size).await?;
             let h = self.inner.client.platform().sha256_hex(&bytes).await;
-            if h != of.sha256 {
+            if h != of.sha256 || bytes.len() as u64 != of.size {
                 return Err(Error::new(
                     ErrorCode::VerificationFailed,
                     format!("output {} of job {} hashes to {h}, but the worker reported {}", of.path, self.inner.id, of.sha256),
@@ -376,21 +396,151 @@ impl JobExecution {
         Ok(f)
     }
 
-    /// Download, check, then write every file under `dir`. Paths that would land
-    /// outside `dir` are refused before anything is written.
-    pub async fn download_to(&self, dir: &str) -> Result<Vec<String>> {
-        let f = self.download().await?;
-        for (p, _) in &f.files {
-            check_relative_path(p).map_err(|e| Error::new(ErrorCode::Io, format!("refusing to write job output: {}", e.message)))?;
+    /// Wait, check, then write the job's output files under `dir`: only those matching
+    /// the job's `outputs()` patterns when it had any (never the SDK's stdout capture),
+    /// each streamed to a temporary name next to its final one while it is hashed, and
+    /// moved to its final name once checked. Nothing is followed through a symlink at
+    /// or under `dir`, nothing lands outside it, and an existing file is refused (the
+    /// whole call, before anything is written) unless `overwrite`. Returns the paths
+    /// written.
+    pub async fn download_to(&self, dir: &str, opts: WriteOptions) -> Result<Vec<String>> {
+        let (_, staged) = self.download_staged(dir, opts).await?;
+        staged?.commit().await
+    }
+
+    /// [`Self::download_to`] in two steps, so a paid job can be settled between them.
+    /// `Err`: the job's outcome failed (nothing is left on disk). `Ok((finished, Err))`:
+    /// the job's result stands, but the files cannot be written (a refused target, an
+    /// existing file); nothing was written. `Ok((finished, Ok(staged)))`: every file is
+    /// checked and waits under its temporary name for [`Staged::commit`].
+    pub async fn download_staged(&self, dir: &str, opts: WriteOptions) -> Result<(Finished, Result<Staged>)> {
+        let p = self.inner.client.platform().clone();
+        if let Err(e) = target::check_root(&*p, dir).await {
+            return Ok((self.finish().await?, Err(e)));
         }
-        let dir = dir.trim_end_matches('/');
-        let mut written = Vec::new();
-        for (p, b) in &f.files {
-            let target = format!("{dir}/{p}");
-            self.inner.client.platform().write_file(&target, b).await?;
-            written.push(target);
+        let cached = self.inner.finished.borrow().clone();
+        let fresh = cached.is_none() && self.inner.level.verifies() && !self.inner.cancel.is_cancelled();
+        if !fresh {
+            // Already checked (bytes in memory), or nothing to check in the result itself
+            // (consensus 'none'): each file is checked against the reported hash as it
+            // streams.
+            let f = self.finish().await?;
+            let rels = self.selected_outputs(f.result.files.iter().map(|o| o.path.as_str()));
+            let plan = match target::plan(&*p, dir, &rels, opts).await {
+                Ok(plan) => plan,
+                Err(e) => return Ok((f, Err(e))),
+            };
+            if let Err(e) = target::make_dirs(&*p, &plan).await {
+                return Ok((f, Err(e)));
+            }
+            let mut staged = Staged::new(p.clone(), opts.overwrite);
+            for pf in &plan.files {
+                let of = f.result.files.iter().find(|o| o.path == pf.rel).expect("planned from these files");
+                let r = match f.files.iter().find(|(path, _)| *path == pf.rel) {
+                    Some((_, bytes)) => p.write_new_file(&pf.temp, bytes).await,
+                    None => self.stream_checked(&pf.rel, of.size, &of.sha256, &pf.temp).await,
+                };
+                staged.add(pf.temp.clone(), pf.dest.clone());
+                if let Err(e) = r {
+                    staged.discard().await;
+                    return match e.code {
+                        ErrorCode::Io => Ok((f, Err(e))),
+                        _ => Err(e),
+                    };
+                }
+            }
+            return Ok((f, Ok(staged)));
         }
-        Ok(written)
+        // Not checked yet: check while streaming into the temporary files.
+        let status = self.final_status().await?;
+        let rels = self.selected_outputs(status.output_files.keys().map(String::as_str));
+        let plan = match target::plan(&*p, dir, &rels, opts).await {
+            Ok(plan) => plan,
+            Err(e) => return Ok((self.finish().await?, Err(e))),
+        };
+        if let Err(e) = target::make_dirs(&*p, &plan).await {
+            return Ok((self.finish().await?, Err(e)));
+        }
+        *self.inner.spool.borrow_mut() = plan.files.iter().map(|f| (f.rel.clone(), f.temp.clone())).collect();
+        let outcome = self.finish().await;
+        let spooled = std::mem::take(&mut *self.inner.spool.borrow_mut());
+        let mut staged = Staged::new(p.clone(), opts.overwrite);
+        for pf in &plan.files {
+            staged.add(pf.temp.clone(), pf.dest.clone());
+        }
+        match outcome {
+            Ok(f) if spooled.is_empty() => Ok((f, Ok(staged))),
+            Ok(f) => {
+                // Some files were not streamed: the result was checked before this call
+                // (a concurrent wait()), so their bytes are in memory, or they still
+                // have to be fetched against the reported hash.
+                for pf in plan.files.iter().filter(|pf| spooled.contains_key(&pf.rel)) {
+                    let of = f.result.files.iter().find(|o| o.path == pf.rel);
+                    let r = match (f.files.iter().find(|(path, _)| *path == pf.rel), of) {
+                        (Some((_, bytes)), _) => p.write_new_file(&pf.temp, bytes).await,
+                        (None, Some(of)) => self.stream_checked(&pf.rel, of.size, &of.sha256, &pf.temp).await,
+                        (None, None) => Err(Error::new(ErrorCode::VerificationFailed, format!("output {} is no longer reported by the worker", pf.rel))),
+                    };
+                    if let Err(e) = r {
+                        staged.discard().await;
+                        return match e.code {
+                            ErrorCode::Io => Ok((f, Err(e))),
+                            _ => Err(e),
+                        };
+                    }
+                }
+                Ok((f, Ok(staged)))
+            }
+            Err(e) => {
+                staged.discard().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The job-relative outputs `download_to` writes: those matching the job's
+    /// `outputs()` patterns (all without patterns), never the SDK's stdout capture.
+    fn selected_outputs<'a>(&self, paths: impl Iterator<Item = &'a str>) -> Vec<String> {
+        let job = &self.inner.job;
+        paths.filter(|p| job.stdout_file.as_deref() != Some(*p) && selected_by(&job.outputs, p)).map(str::to_string).collect()
+    }
+
+    /// Stream one output into `temp`, checking its size and hash; on a mismatch the file
+    /// is removed and the error is `VERIFICATION_FAILED`.
+    async fn stream_checked(&self, path: &str, size: u64, sha256: &str, temp: &str) -> Result<()> {
+        let c = &self.inner.client;
+        let (h, n) = match c.download_file_to(&self.inner.id, path, size, Some(temp)).await {
+            Ok(v) => v,
+            Err(e) if e.code == ErrorCode::MalformedResponse => {
+                return Err(Error::new(ErrorCode::VerificationFailed, format!("output {path} of job {}: {}", self.inner.id, e.message)));
+            }
+            Err(e) => return Err(e),
+        };
+        if h != sha256 || n != size {
+            let _ = c.platform().remove_file(temp).await;
+            return Err(Error::new(
+                ErrorCode::VerificationFailed,
+                format!("output {path} of job {} hashes to {h} ({n} bytes), but the worker reported {sha256} ({size} bytes); the file was not kept", self.inner.id),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Inside `check()`: an output `download_to` is writing streams into its temporary
+    /// file and is hashed on the way, instead of being held in memory. `None` for any
+    /// other output (`check()` then fetches it as usual).
+    async fn spooled_check(&self, path: &str, meta: &crate::api::wire::OutputFileMeta) -> Option<ProofCheck> {
+        let temp = self.inner.spool.borrow_mut().remove(path)?;
+        let name = format!("output:{path}");
+        let c = &self.inner.client;
+        Some(match c.download_file_to(&self.inner.id, path, meta.size_bytes, Some(&temp)).await {
+            Ok((h, n)) if h == meta.sha256 && n == meta.size_bytes => ProofCheck { name, ok: true, detail: format!("sha256 {h} matches (streamed to disk)") },
+            Ok((h, n)) => {
+                let _ = c.platform().remove_file(&temp).await;
+                ProofCheck { name, ok: false, detail: format!("worker claims sha256 {} ({} bytes), bytes hash to {h} ({n} bytes)", meta.sha256, meta.size_bytes) }
+            }
+            Err(e) => ProofCheck { name, ok: false, detail: format!("download failed: {}", e.message) },
+        })
     }
 
     /// A stream of the job's log chunks.
@@ -458,9 +608,7 @@ impl LogStream {
             match state {
                 LogState::Done => return Ok(None),
                 LogState::Start => {
-                    let exec = &self.exec.inner;
-                    let url = exec.client.stream_url(&exec.id);
-                    let ws = exec.client.platform().websocket(&url).await.ok().flatten();
+                    let ws = self.exec.open_stream().await;
                     *self.state.borrow_mut() = match ws {
                         Some(ws) => LogState::Live(ws),
                         None => self.fallback().await?,

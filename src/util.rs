@@ -58,6 +58,7 @@ impl CancelToken {
         self.inner.cancelled.get()
     }
     /// How many wakers are registered: one per live, pending wait.
+    #[cfg(test)]
     pub fn waiters(&self) -> usize {
         self.inner.wakers.borrow().len()
     }
@@ -153,6 +154,40 @@ impl<'a, T> Race<'a, T> {
     }
 }
 
+/// Whether a job-relative path matches an `outputs()` pattern, exactly as the reference
+/// worker decides: `*` matches any run of bytes, `/` included, so `*`, `*.ext`,
+/// `prefix*`, `dir/*` and exact names all work; nothing else is special.
+pub fn output_pattern_matches(pattern: &str, path: &str) -> bool {
+    let (pat, s) = (pattern.as_bytes(), path.as_bytes());
+    let (mut p, mut i) = (0usize, 0usize);
+    let (mut star, mut mark) = (None, 0usize);
+    while i < s.len() {
+        if p < pat.len() && pat[p] == b'*' {
+            star = Some(p);
+            mark = i;
+            p += 1;
+        } else if p < pat.len() && pat[p] == s[i] {
+            p += 1;
+            i += 1;
+        } else if let Some(sp) = star {
+            p = sp + 1;
+            mark += 1;
+            i = mark;
+        } else {
+            return false;
+        }
+    }
+    while p < pat.len() && pat[p] == b'*' {
+        p += 1;
+    }
+    p == pat.len()
+}
+
+/// Whether `path` is selected by `patterns` (no patterns: every path).
+pub fn selected_by(patterns: &[String], path: &str) -> bool {
+    patterns.is_empty() || patterns.iter().any(|p| output_pattern_matches(p, path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +224,28 @@ mod tests {
         t.cancel();
         assert!(f.as_mut().poll(&mut cx).is_ready());
         assert_eq!(t.waiters(), 0);
+    }
+
+    #[test]
+    fn output_patterns_match_like_the_reference() {
+        let m = output_pattern_matches;
+        assert!(m("*", "a/b.txt"));
+        assert!(m("*.txt", "output.txt"));
+        assert!(m("*.txt", "dir/output.txt"), "'*' crosses '/', as on the reference");
+        assert!(!m("*.txt", "main.py"));
+        assert!(!m("*.txt", "output.txt.bak"));
+        assert!(m("results/*", "results/Zeta.json"));
+        assert!(m("results/*", "results/deep/x"));
+        assert!(!m("results/*", "data/input.csv"));
+        assert!(!m("results/*", "results"));
+        assert!(m("out*", "output.txt"));
+        assert!(!m("out*", "in/out.txt"));
+        assert!(m("main.py", "main.py"));
+        assert!(!m("main.py", "main.pyc"));
+        assert!(!m("main.py", "src/main.py"));
+        assert!(m("a*b*c", "aXbYc"));
+        assert!(!m("a*b*c", "aXbY"));
+        assert!(selected_by(&[], "anything"));
+        assert!(!selected_by(&["*.csv".into()], "x.txt"));
     }
 }

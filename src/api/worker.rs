@@ -42,7 +42,11 @@ impl WorkerClient {
     }
 
     async fn get(&self, path: &str, timeout_ms: u64, what: &str) -> Result<HttpResponse> {
-        let resp = self.platform.http(HttpRequest::get(format!("{}{path}", self.base)).timeout(timeout_ms)).await?;
+        self.get_capped(path, timeout_ms, crate::platform::DEFAULT_MAX_RESPONSE_BYTES, what).await
+    }
+
+    async fn get_capped(&self, path: &str, timeout_ms: u64, max_bytes: u64, what: &str) -> Result<HttpResponse> {
+        let resp = self.platform.http(HttpRequest::get(format!("{}{path}", self.base)).timeout(timeout_ms).max_bytes(max_bytes)).await?;
         if resp.status != 200 {
             return Err(status_error(resp.status, &resp.body, what));
         }
@@ -86,10 +90,28 @@ impl WorkerClient {
         Logs::parse(&r.body)
     }
 
-    /// One output file's bytes. Never call before the job ended.
-    pub async fn download_file(&self, id: &str, path: &str) -> Result<Vec<u8>> {
-        let r = self.get(&format!("/download/{id}/{}", encode_path(path)), BLOCKING_TIMEOUT_MS, "download").await?;
+    /// One output file's bytes, at most `size_bytes` of them (the size the worker
+    /// declared, and signed): a longer body is cut off with `MALFORMED_RESPONSE`, so a
+    /// worker cannot make the SDK hold more than it announced. Never call before the
+    /// job ended.
+    pub async fn download_file(&self, id: &str, path: &str, size_bytes: u64) -> Result<Vec<u8>> {
+        // max_bytes 0 would mean "the default": an empty file gets a cap of 1 byte,
+        // which still fails any body at all once the length is compared.
+        let r = self.get_capped(&format!("/download/{id}/{}", encode_path(path)), download_deadline_ms(size_bytes), size_bytes.max(1), "download").await?;
         Ok(r.body)
+    }
+
+    /// Stream one output file into a new file at `target` (`None`: hash only), never
+    /// holding it whole in memory; at most `size_bytes` bytes. Returns (sha256, size).
+    pub async fn download_file_to(&self, id: &str, path: &str, size_bytes: u64, target: Option<&str>) -> Result<(String, u64)> {
+        let req = HttpRequest::get(format!("{}/download/{id}/{}", self.base, encode_path(path)))
+            .timeout(download_deadline_ms(size_bytes))
+            .max_bytes(size_bytes.max(1));
+        let r = self.platform.http_to_file(req, target).await?;
+        if r.status != 200 {
+            return Err(status_error(r.status, &r.error_body, "download"));
+        }
+        Ok((r.sha256, r.size))
     }
 
     /// The WebSocket URL of a job's log stream.
@@ -97,6 +119,12 @@ impl WorkerClient {
         let ws = if let Some(rest) = self.base.strip_prefix("https://") { format!("wss://{rest}") } else { self.base.replacen("http://", "ws://", 1) };
         format!("{ws}/stream/{id}")
     }
+}
+
+/// The total deadline of one output download: the blocking timeout plus a second per
+/// MiB, so a large file on a slow link still finishes and a dripping one cannot hang.
+pub fn download_deadline_ms(size_bytes: u64) -> u64 {
+    BLOCKING_TIMEOUT_MS + size_bytes / 1024
 }
 
 impl std::fmt::Debug for WorkerClient {

@@ -82,7 +82,7 @@ pub async fn open(client: &Sandrun, job_hash: &str, timeout_secs: f64, request: 
     let block = wallet.request("eth_getBlockByNumber", json!(["latest", false])).await?;
     let now = super::quantity(&block["timestamp"])? as u64;
     // The deadline leaves the job its timeout plus time for the verification and release.
-    let deadline = now + timeout_secs.ceil() as u64 + 600;
+    let deadline = escrow_deadline(now, timeout_secs);
     // The key is known before anything is sent, so a timed-out open can still be named.
     let paid = PaidJob {
         wallet,
@@ -105,6 +105,13 @@ pub async fn open(client: &Sandrun, job_hash: &str, timeout_secs: f64, request: 
     paid.in_flight.set(None);
     *paid.txs.borrow_mut() = txs;
     Ok(paid)
+}
+
+/// The escrow deadline (unix seconds): the chain's `now` plus the job's timeout plus 600 s
+/// for verification and release. Saturating: `timeout(1e300)` is a valid job timeout and
+/// `now` is the RPC's word, and a wrapped sum would be a deadline in the past.
+pub fn escrow_deadline(now: u64, timeout_secs: f64) -> u64 {
+    now.saturating_add(timeout_secs.ceil() as u64).saturating_add(600)
 }
 
 /// Payout addresses for these agreeing worker keys, one per worker (an address shared by

@@ -114,7 +114,7 @@ const MAX_BYTES: u64 = 100 * 1024 * 1024;
 async fn fetch(platform: &dyn Platform, url: &str, what: &str) -> Result<Vec<u8>> {
     let mut url = url.to_string();
     for _ in 0..6 {
-        let resp = platform.http(HttpRequest::get(url.clone()).timeout(120_000)).await?;
+        let resp = platform.http(HttpRequest::get(url.clone()).timeout(120_000).max_bytes(MAX_BYTES)).await?;
         if (300..400).contains(&resp.status) {
             if let Some(loc) = resp.header("location") {
                 url = if loc.starts_with("http") { loc.to_string() } else { join_url(&url, loc) };

@@ -4,7 +4,7 @@
 //! `Content-Length`: Node's fetch cannot talk to a reference worker), `node:fs` and a
 //! small WebSocket client; the browser entry gives one built on `fetch` and `WebSocket`.
 
-use super::{HttpRequest, HttpResponse, LocalFuture, Platform, WebSocket, WsEvent};
+use super::{FileResponse, HttpRequest, HttpResponse, LocalFuture, PathKind, Platform, WebSocket, WsEvent, MAX_TIMER_MS, WS_MAX_FRAME_BYTES, WS_UPGRADE_TIMEOUT_MS};
 use crate::error::{Error, ErrorCode, Result};
 use js_sys::{Array, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -17,15 +17,34 @@ extern "C" {
     pub type Host;
     /// `{ promise, cancel }`; `cancel()` aborts the request (the SDK dropped it).
     #[wasm_bindgen(method, catch)]
-    fn request(this: &Host, method: &str, url: &str, headers: Array, body: Uint8Array, timeout_ms: f64) -> std::result::Result<JsValue, JsValue>;
+    fn request(this: &Host, method: &str, url: &str, headers: Array, body: Uint8Array, timeout_ms: f64, max_bytes: f64) -> std::result::Result<JsValue, JsValue>;
+    /// Like `request`, but a 2xx body streams into a new file at `path` (`null`: hash
+    /// only) while it is hashed: `{ promise, cancel }` of `{status, headers, size,
+    /// sha256, errorBody}`.
+    #[wasm_bindgen(method, catch, js_name = requestToFile)]
+    fn request_to_file(this: &Host, method: &str, url: &str, headers: Array, body: Uint8Array, timeout_ms: f64, max_bytes: f64, path: JsValue) -> std::result::Result<JsValue, JsValue>;
+    /// `'missing' | 'file' | 'dir' | 'symlink' | 'other'`, without following a symlink.
+    #[wasm_bindgen(method, catch)]
+    fn lstat(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = makeDir)]
+    fn make_dir(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = writeNewFile)]
+    fn write_new_file(this: &Host, path: &str, bytes: Uint8Array) -> std::result::Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = commitFile)]
+    fn commit_file(this: &Host, from: &str, to: &str, replace: bool) -> std::result::Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = removeFile)]
+    fn remove_file(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
     /// `{ promise, cancel }`: a timer that `cancel()` stops, so an abandoned wait
     /// does not keep a Node process alive.
     #[wasm_bindgen(method)]
     fn timer(this: &Host, ms: f64) -> JsValue;
     #[wasm_bindgen(method)]
     fn now(this: &Host) -> f64;
+    /// Resolves with a socket, or `null` when there is none (no WebSocket, refused, or
+    /// the upgrade took longer than `upgrade_timeout_ms`); frames over `max_frame_bytes`
+    /// close the socket.
     #[wasm_bindgen(method, catch)]
-    fn websocket(this: &Host, url: &str) -> std::result::Result<Promise, JsValue>;
+    fn websocket(this: &Host, url: &str, upgrade_timeout_ms: f64, max_frame_bytes: f64) -> std::result::Result<Promise, JsValue>;
     #[wasm_bindgen(method, catch, js_name = readFile)]
     fn read_file(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
     #[wasm_bindgen(method, catch, js_name = readDir)]
@@ -56,11 +75,19 @@ fn host_error(v: JsValue, what: &str) -> Error {
     let message = prop(&v, "message").as_string().unwrap_or_else(|| format!("{v:?}"));
     let code = match kind.as_str() {
         "timeout" => ErrorCode::Timeout,
-        "io" => ErrorCode::Io,
         "unsupported" => ErrorCode::Unsupported,
+        "too_large" => ErrorCode::MalformedResponse,
+        "io" | "exists" => ErrorCode::Io,
         _ => ErrorCode::Network,
     };
-    Error::new(code, format!("{what}: {message}")).with_cause(message)
+    let e = Error::new(code, format!("{what}: {message}")).with_cause(message);
+    match prop(&v, "details") {
+        d if d.is_object() => match serde_wasm_bindgen::from_value::<serde_json::Value>(d) {
+            Ok(d) => e.with_details(d),
+            Err(_) => e,
+        },
+        _ => e,
+    }
 }
 
 /// The platform over a JS host.
@@ -89,7 +116,10 @@ impl Platform for JsPlatform {
             // Host messages already name the method and URL.
             let what = "request failed";
             let body = Uint8Array::from(&req.body[..]);
-            let handle = self.host.request(&req.method, &req.url, headers, body, req.timeout_ms as f64).map_err(|e| host_error(e, what))?;
+            let handle = self
+                .host
+                .request(&req.method, &req.url, headers, body, req.deadline_ms() as f64, req.body_cap() as f64)
+                .map_err(|e| host_error(e, what))?;
             let v = Cancellable::new(&handle).await.map_err(|e| host_error(e, what))?;
             let status = prop(&v, "status").as_f64().unwrap_or(0.0) as u16;
             let mut out_headers = Vec::new();
@@ -102,10 +132,17 @@ impl Platform for JsPlatform {
         })
     }
     fn sleep(&self, ms: u64) -> LocalFuture<'_, ()> {
-        let t = self.host.timer(ms as f64);
-        let fut = Cancellable::new(&t);
+        // setTimeout fires at once past 2^31-1 ms: chain timers of at most that long.
         Box::pin(async move {
-            let _ = fut.await;
+            let mut left = ms;
+            loop {
+                let step = left.min(MAX_TIMER_MS);
+                let _ = Cancellable::new(&self.host.timer(step as f64)).await;
+                left -= step;
+                if left == 0 {
+                    break;
+                }
+            }
         })
     }
     fn now_ms(&self) -> f64 {
@@ -114,7 +151,7 @@ impl Platform for JsPlatform {
     fn websocket(&self, url: &str) -> LocalFuture<'_, Result<Option<Box<dyn WebSocket>>>> {
         let url = url.to_string();
         Box::pin(async move {
-            let v = await_promise(self.host.websocket(&url), &format!("WebSocket {url}")).await?;
+            let v = await_promise(self.host.websocket(&url, WS_UPGRADE_TIMEOUT_MS as f64, WS_MAX_FRAME_BYTES as f64), &format!("WebSocket {url}")).await?;
             if v.is_null() || v.is_undefined() {
                 return Ok(None);
             }
@@ -156,6 +193,78 @@ impl Platform for JsPlatform {
                 },
                 Err(_) => crate::proof::sha256_hex(&fallback),
             }
+        })
+    }
+    fn lstat(&self, path: &str) -> LocalFuture<'_, Result<PathKind>> {
+        let path = path.to_string();
+        Box::pin(async move {
+            let v = await_promise(self.host.lstat(&path), &format!("inspect {path}")).await?;
+            Ok(match v.as_string().as_deref() {
+                Some("missing") => PathKind::Missing,
+                Some("file") => PathKind::File,
+                Some("dir") => PathKind::Dir,
+                Some("symlink") => PathKind::Symlink,
+                _ => PathKind::Other,
+            })
+        })
+    }
+    fn make_dir(&self, path: &str) -> LocalFuture<'_, Result<()>> {
+        let path = path.to_string();
+        Box::pin(async move {
+            await_promise(self.host.make_dir(&path), &format!("create directory {path}")).await?;
+            Ok(())
+        })
+    }
+    fn http_to_file(&self, req: HttpRequest, path: Option<&str>) -> LocalFuture<'_, Result<FileResponse>> {
+        let path = path.map(str::to_string);
+        Box::pin(async move {
+            let headers = Array::new();
+            for (k, v) in &req.headers {
+                headers.push(&Array::of2(&JsValue::from_str(k), &JsValue::from_str(v)));
+            }
+            let what = "download failed";
+            let body = Uint8Array::from(&req.body[..]);
+            let target = path.as_deref().map(JsValue::from_str).unwrap_or(JsValue::NULL);
+            let handle = self
+                .host
+                .request_to_file(&req.method, &req.url, headers, body, req.deadline_ms() as f64, req.body_cap() as f64, target)
+                .map_err(|e| host_error(e, what))?;
+            let v = Cancellable::new(&handle).await.map_err(|e| host_error(e, what))?;
+            let mut out_headers = Vec::new();
+            for h in Array::from(&prop(&v, "headers")).iter() {
+                let pair = Array::from(&h);
+                out_headers.push((pair.get(0).as_string().unwrap_or_default(), pair.get(1).as_string().unwrap_or_default()));
+            }
+            let error_body = prop(&v, "errorBody");
+            Ok(FileResponse {
+                status: prop(&v, "status").as_f64().unwrap_or(0.0) as u16,
+                headers: out_headers,
+                size: prop(&v, "size").as_f64().unwrap_or(0.0) as u64,
+                sha256: prop(&v, "sha256").as_string().unwrap_or_default(),
+                error_body: if error_body.is_object() { Uint8Array::new(&error_body).to_vec() } else { Vec::new() },
+            })
+        })
+    }
+    fn write_new_file(&self, path: &str, bytes: &[u8]) -> LocalFuture<'_, Result<()>> {
+        let path = path.to_string();
+        let bytes = Uint8Array::from(bytes);
+        Box::pin(async move {
+            await_promise(self.host.write_new_file(&path, bytes), &format!("write {path}")).await?;
+            Ok(())
+        })
+    }
+    fn commit_file(&self, from: &str, to: &str, replace: bool) -> LocalFuture<'_, Result<()>> {
+        let (from, to) = (from.to_string(), to.to_string());
+        Box::pin(async move {
+            await_promise(self.host.commit_file(&from, &to, replace), &format!("write {to}")).await?;
+            Ok(())
+        })
+    }
+    fn remove_file(&self, path: &str) -> LocalFuture<'_, Result<()>> {
+        let path = path.to_string();
+        Box::pin(async move {
+            await_promise(self.host.remove_file(&path), &format!("remove {path}")).await?;
+            Ok(())
         })
     }
     fn write_file(&self, path: &str, bytes: &[u8]) -> LocalFuture<'_, Result<()>> {

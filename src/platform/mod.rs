@@ -5,10 +5,11 @@
 //! Node's fetch lowercases header names and a reference worker rejects them); natively
 //! over tokio, so the core is tested with `cargo test` against the devnet.
 
-use crate::error::Result;
+use crate::error::{Error, ErrorCode, Result};
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod target;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 #[cfg(target_arch = "wasm32")]
@@ -17,6 +18,24 @@ pub mod js;
 /// A boxed, possibly `!Send` future (wasm is single-threaded).
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
+/// The total deadline of a request that names none: a reference worker holds
+/// `/status`, `/logs`, `/submit` ... while a job runs, up to its 300 s job timeout.
+pub const DEFAULT_TIMEOUT_MS: u64 = 330_000;
+/// The most bytes a response body may have unless the request says otherwise: every
+/// JSON answer of a worker, a registry or an RPC node is far below it, and a hostile
+/// server that sends an endless body is cut off here (`MALFORMED_RESPONSE`).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+/// The longest timer a JS host can arm: `setTimeout` fires at once for more than
+/// 2^31-1 ms, so longer waits are clamped (hosts) or chained (the core).
+pub const MAX_TIMER_MS: u64 = (1 << 31) - 1;
+/// How long a WebSocket upgrade may take before the SDK gives up on it and polls
+/// `/status` instead.
+pub const WS_UPGRADE_TIMEOUT_MS: u64 = 10_000;
+/// The largest WebSocket frame (and the most bytes queued unread) a host accepts; a
+/// larger one closes the socket, and the SDK reads the rest from `/status` and `/logs`.
+/// A reference worker sends a job's whole stdout in one frame, up to its output cap.
+pub const WS_MAX_FRAME_BYTES: u64 = 16 * 1024 * 1024;
+
 /// One HTTP request. Header names are sent exactly as spelled here.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpRequest {
@@ -24,13 +43,17 @@ pub struct HttpRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// Give up after this long (0: no limit).
+    /// Total deadline from the first byte sent to the last byte received, however
+    /// slowly the bytes drip (0: [`DEFAULT_TIMEOUT_MS`]).
     pub timeout_ms: u64,
+    /// The most response-body bytes accepted (0: [`DEFAULT_MAX_RESPONSE_BYTES`]); more
+    /// fails the request with `MALFORMED_RESPONSE` without reading further.
+    pub max_bytes: u64,
 }
 
 impl HttpRequest {
     pub fn get(url: impl Into<String>) -> Self {
-        HttpRequest { method: "GET".into(), url: url.into(), headers: vec![], body: vec![], timeout_ms: 0 }
+        HttpRequest { method: "GET".into(), url: url.into(), headers: vec![], body: vec![], timeout_ms: DEFAULT_TIMEOUT_MS, max_bytes: DEFAULT_MAX_RESPONSE_BYTES }
     }
     pub fn post(url: impl Into<String>, content_type: &str, body: Vec<u8>) -> Self {
         HttpRequest {
@@ -38,13 +61,61 @@ impl HttpRequest {
             url: url.into(),
             headers: vec![("Content-Type".into(), content_type.into())],
             body,
-            timeout_ms: 0,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            max_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
     pub fn timeout(mut self, ms: u64) -> Self {
         self.timeout_ms = ms;
         self
     }
+    /// Accept at most `n` response-body bytes.
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = n;
+        self
+    }
+    /// The deadline in force (never unbounded).
+    pub fn deadline_ms(&self) -> u64 {
+        if self.timeout_ms == 0 { DEFAULT_TIMEOUT_MS } else { self.timeout_ms }
+    }
+    /// The body cap in force (never unbounded).
+    pub fn body_cap(&self) -> u64 {
+        if self.max_bytes == 0 { DEFAULT_MAX_RESPONSE_BYTES } else { self.max_bytes }
+    }
+}
+
+/// The error for a response body over its cap.
+pub fn too_large(url: &str, cap: u64) -> Error {
+    Error::malformed(format!("{url} answered more than {cap} bytes; the SDK stopped reading (a broken or hostile server)"))
+        .with_details(serde_json::json!({"url": url, "limit": cap}))
+}
+
+/// What is at a path, without following a final symbolic link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Missing,
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// A response whose body went to a file (see [`Platform::http_to_file`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Bytes written (2xx) or read (other statuses).
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the body, computed while it streamed (2xx only).
+    pub sha256: String,
+    /// A non-2xx answer's body (capped); nothing is written to the file then.
+    pub error_body: Vec<u8>,
+}
+
+fn unsupported<T: 'static>(what: &str) -> LocalFuture<'static, Result<T>> {
+    let e = Error::new(ErrorCode::Unsupported, format!("{what} is not available on this platform"));
+    Box::pin(async move { Err(e) })
 }
 
 /// One HTTP response, body complete.
@@ -95,6 +166,44 @@ pub trait Platform {
     fn read_dir(&self, path: &str) -> LocalFuture<'_, Result<Vec<(String, bool)>>>;
     /// Write a file, creating its parent directories.
     fn write_file(&self, path: &str, bytes: &[u8]) -> LocalFuture<'_, Result<()>>;
+    /// What is at `path` (lstat: a symlink is reported, not followed).
+    fn lstat(&self, path: &str) -> LocalFuture<'_, Result<PathKind>> {
+        let _ = path;
+        unsupported("inspecting local paths")
+    }
+    /// Create one directory (its parent must exist); an existing directory is fine.
+    fn make_dir(&self, path: &str) -> LocalFuture<'_, Result<()>> {
+        let _ = path;
+        unsupported("creating local directories")
+    }
+    /// Send `req` and stream a 2xx body into a new file at `path` (created exclusively:
+    /// an existing file or symlink there fails the call), hashing it on the way and
+    /// never holding it whole in memory. With `path` `None` the body is hashed and
+    /// dropped. More than `req.max_bytes` bytes, the deadline, or any error removes the
+    /// file before failing. A non-2xx answer writes nothing.
+    fn http_to_file(&self, req: HttpRequest, path: Option<&str>) -> LocalFuture<'_, Result<FileResponse>> {
+        let _ = (req, path);
+        unsupported("streaming downloads to files")
+    }
+    /// Write `bytes` to a new file at `path`, created exclusively (an existing file or
+    /// symlink there fails the call; nothing is followed).
+    fn write_new_file(&self, path: &str, bytes: &[u8]) -> LocalFuture<'_, Result<()>> {
+        let _ = (path, bytes);
+        unsupported("writing local files")
+    }
+    /// Move a finished file to its final name. Without `replace`, an existing entry at
+    /// `to` (file, symlink, anything) fails the call with `IO` and nothing moves; with
+    /// it, a regular file there is replaced atomically (a symlink is replaced itself,
+    /// never followed).
+    fn commit_file(&self, from: &str, to: &str, replace: bool) -> LocalFuture<'_, Result<()>> {
+        let _ = (from, to, replace);
+        unsupported("moving local files")
+    }
+    /// Remove a file (a missing one is fine).
+    fn remove_file(&self, path: &str) -> LocalFuture<'_, Result<()>> {
+        let _ = path;
+        unsupported("removing local files")
+    }
     /// Lowercase hex SHA-256. Hosts with native crypto (WebCrypto, node:crypto) override
     /// this: it is about 5x faster than SHA-256 compiled to wasm, and output checks hash
     /// every byte a job produced.

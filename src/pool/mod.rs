@@ -266,11 +266,16 @@ pub struct ConsensusResult {
     pub rules: ConsensusRules,
 }
 
+/// A worker given by URL. Its key comes from the `/health` check below, which asks every
+/// node at once under a deadline: one slow or dead URL cannot hold up or fail the join.
 async fn resolve_url_node(client: &Sandrun, url: &str) -> Result<PoolNode> {
     let w = WorkerClient::new(url, client.platform().clone());
-    let worker_id = w.health().await?;
-    Ok(PoolNode { id: url.trim_end_matches('/').into(), endpoint: w.base.clone(), worker_id, region: None, payout: None, capabilities: Value::Null })
+    Ok(PoolNode { id: url.trim_end_matches('/').into(), endpoint: w.base.clone(), worker_id: None, region: None, payout: None, capabilities: Value::Null })
 }
+
+/// How long `join()` waits for one node's `/health`, body included, before it drops the
+/// node (listed in `Pool.excluded`) and goes on with the others.
+pub const JOIN_HEALTH_DEADLINE_MS: u64 = 10_000;
 
 /// Discover and check the pool's workers.
 pub async fn join(client: &Sandrun, spec: &PoolSpec) -> Result<Pool> {
@@ -315,7 +320,15 @@ pub async fn join(client: &Sandrun, spec: &PoolSpec) -> Result<Pool> {
     let mut race = Race::default();
     for n in &nodes {
         let w = WorkerClient::new(&n.endpoint, client.platform().clone());
-        race.push(async move { w.health().await });
+        let p = client.platform().clone();
+        // Besides the request's own deadline: a node that drips its answer, or a host
+        // that ignores timeouts, still cannot hang the join.
+        race.push(async move {
+            match crate::util::race(w.health(), p.sleep(JOIN_HEALTH_DEADLINE_MS)).await {
+                crate::util::Either::Left(r) => r,
+                crate::util::Either::Right(()) => Err(Error::new(ErrorCode::Timeout, format!("no complete /health answer within {JOIN_HEALTH_DEADLINE_MS} ms"))),
+            }
+        });
     }
     let mut answers = vec![None; nodes.len()];
     while let Some((i, r)) = race.next().await {

@@ -415,15 +415,78 @@ impl JobExecution {
             to_js(&client.hook_outcome(r, ctx).await.map_err(err)?)
         })
     }
-    /// Node: download and write every output file under `path` (nothing outside it).
+    /// Node: wait, check and write the job's output files under `path` (only those
+    /// matching its `outputs()` patterns; each streamed to disk while it is hashed).
+    /// Nothing lands outside `path`, no symlink under it is followed, and an existing
+    /// file fails the call (before anything is written) unless `options.overwrite`.
+    /// A paid job is settled, and `onResult`/`onError` run, as for `download()`.
     #[wasm_bindgen(js_name = downloadTo, unchecked_return_type = "Promise<void>")]
-    pub fn download_to(&self, path: String) -> Promise {
-        let core = self.core.clone();
+    pub fn download_to(&self, path: String, #[wasm_bindgen(unchecked_param_type = "DownloadToOptions")] options: Option<js_sys::Object>) -> Promise {
+        let (core, client, ctx, payment) = (self.core.clone(), self.client.clone(), self.context("downloadTo"), self.payment.clone());
         future_to_promise(async move {
-            agreed_execution(core).await.map_err(err)?.download_to(&path).await.map_err(err)?;
+            let opts = download_to_options(options)?;
+            // A target that cannot be used is the caller's to fix: reject at once; the
+            // job and its payment are untouched (wait() or download() still settle it).
+            crate::platform::target::check_root(&**client.platform(), &path).await.map_err(err)?;
+            let (outcome, staged) = match downloaded_to(core, &path, opts).await {
+                Ok((r, s)) => (Ok(r), Some(s)),
+                Err(e) => (Err(e), None),
+            };
+            // Settled on the job's own outcome: a local write problem is not the worker's.
+            let outcome = match payment {
+                Some(p) => p.settle(&client, outcome).await,
+                None => outcome,
+            };
+            let outcome = match (outcome, staged) {
+                (Ok(r), Some(Ok(s))) => s.commit().await.map(|_| r),
+                (Ok(_), Some(Err(e))) => Err(e),
+                (Err(e), Some(Ok(s))) => {
+                    s.discard().await;
+                    Err(e)
+                }
+                (o, _) => o,
+            };
+            client.hook_outcome(outcome, ctx).await.map_err(err)?;
             Ok(JsValue::UNDEFINED)
         })
     }
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_DOWNLOAD_TO: &str = r#"
+/** Options of `JobExecution.downloadTo()`. */
+export interface DownloadToOptions {
+  /** Replace existing regular files (never a symlink or a directory). Default false. */
+  overwrite?: boolean;
+}
+"#;
+
+fn download_to_options(options: Option<js_sys::Object>) -> Result<crate::platform::target::WriteOptions, JsValue> {
+    let Some(o) = options else { return Ok(Default::default()) };
+    let v: JsValue = o.into();
+    if v.is_undefined() || v.is_null() {
+        return Ok(Default::default());
+    }
+    convert::check_keys(&v, &["overwrite"], "downloadTo() options")?;
+    let ow = js_sys::Reflect::get(&v, &"overwrite".into())?;
+    if !(ow.is_undefined() || ow.as_bool().is_some()) {
+        return Err(err(crate::Error::invalid("downloadTo(): options.overwrite must be a boolean")));
+    }
+    Ok(crate::platform::target::WriteOptions { overwrite: ow.as_bool().unwrap_or(false) })
+}
+
+/// The job's checked result and its files staged under `path` (see
+/// `JobExecution::download_staged`): in a pool, the agreed replica's, with the pool's proof.
+async fn downloaded_to(core: Submitted, path: &str, opts: crate::platform::target::WriteOptions) -> crate::Result<(crate::types::JobResult, crate::Result<crate::platform::target::Staged>)> {
+    let agreed = match &core {
+        Submitted::Pooled(r) => Some(r.wait().await?),
+        Submitted::Single(_) => None,
+    };
+    let (mut f, staged) = agreed_execution(core).await?.download_staged(path, opts).await?;
+    if let Some(a) = agreed {
+        f.result.proof = a.proof;
+    }
+    Ok((f.result, staged))
 }
 
 /// The execution whose result is the job's: the only one, or the agreed replica.
