@@ -39,11 +39,25 @@ export interface Logger {
   warn(...args: unknown[]): void;
   error(...args: unknown[]): void;
 }
-/** Logs operations and job events with secrets redacted. */
+/** Logs operations and job events: environment variables by name only, everything
+ * through `redact()`. */
 export declare function loggingPlugin(logger?: Logger, options?: { level?: 'debug' | 'info' | 'warn' | 'error' }): Plugin;
-/** What loggingPlugin applies to everything it logs. */
+/** What loggingPlugin applies to everything it logs: values of secret-named keys
+ * (`*_API_KEY`, `*_TOKEN`, `*_SECRET`, `*PASSWORD*`, `MNEMONIC*`, ...) in objects, JSON,
+ * query strings and `NAME=value` text; bearer tokens; `user:pass@` in URLs; keys in URL
+ * paths (`/v3/<key>`); private keys (`0x` + 64 hex digits). */
 export declare function redact<T>(value: T): T;
 
 export type Credentials = { token: string; expiresAt?: number } | { apiKey: string; expiresAt?: number };
-/** Adds `Authorization: Bearer` or `X-API-Key` toward endpoints that accept credentials. */
-export declare function authPlugin(provider: () => Promise<Credentials> | Credentials, options?: { endpoints?: string[] }): Plugin;
+export interface AuthOptions {
+  /** Base URLs whose origins (scheme, host, port) get the credentials, instead of the
+   * default: the configured `registryEndpoint` and `ipfsGateway` origins. The
+   * `apiEndpoint` origin is never covered. */
+  origins?: string[];
+  /** @deprecated the old name of `origins`. */
+  endpoints?: string[];
+}
+/** Adds `Authorization: Bearer` or `X-API-Key` to requests toward the origins it covers,
+ * matched exactly: by default the configured registry and IPFS gateway; never workers,
+ * archive or script hosts, or redirect targets on other origins. */
+export declare function authPlugin(provider: () => Promise<Credentials> | Credentials, options?: AuthOptions): Plugin & { origins?: string[] };

@@ -154,27 +154,50 @@ export function metricsPlugin(collector = new InMemoryCollector()) {
 }
 
 const LEVELS = ['debug', 'info', 'warn', 'error'];
-const SECRET_KEYS = /^(authorization|x-api-key|api[-_]?key|token|secret|password|private[-_]?key|privatekey|mnemonic)$/i;
+const REDACTED = '[redacted]';
+/** Names whose values are secrets: `*_API_KEY`, `*_TOKEN`, `*_SECRET`, `*PASSWORD*`,
+ * `MNEMONIC*`, private keys, credentials, authorization headers, any case and separator. */
+const SECRET_NAME = /(api[-_]?key|apikey|token|secret|passw(or)?d|passphrase|mnemonic|seed[-_]?phrase|private[-_]?key|privatekey|credential|authorization|auth[-_]?key|access[-_]?key|session[-_]?id|cookie)/i;
+const isSecretName = (name) => SECRET_NAME.test(String(name));
+// `NAME=value`, `NAME: value`, `"NAME": "value"`, `?NAME=value&` with a secret-like NAME.
+const NAME_VALUE = /(["']?)([A-Za-z0-9_.-]*?(?:api[-_]?key|apikey|token|secret|passw(?:or)?d|passphrase|mnemonic|seed[-_]?phrase|private[-_]?key|privatekey|credential|authorization|auth[-_]?key|access[-_]?key|session[-_]?id|cookie)[A-Za-z0-9_.-]*)\1(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s"'&,;}\]]+)/gi;
 
-/** Replace secrets in text: 32-byte hex keys, bearer tokens, key=value secrets. */
+/**
+ * Replace secrets in text or data: values of secret-named keys (`*_API_KEY`, `*_TOKEN`,
+ * `*_SECRET`, `*PASSWORD*`, `MNEMONIC*`, ...) in objects, JSON, query strings and
+ * `NAME=value` text; bearer and basic credentials; `user:password@` in URLs; keys in URL
+ * paths (`/v3/<key>` as Infura and Alchemy use); private keys (`0x` + 64 hex digits).
+ */
 export function redact(value) {
   if (typeof value === 'string') {
     return value
-      .replace(/0x[0-9a-fA-F]{64}\b/g, '0x[redacted]')
-      .replace(/(Bearer\s+)[A-Za-z0-9._~+/=-]+/gi, '$1[redacted]')
-      .replace(/((?:api[-_]?key|token|secret|password|private[-_]?key)["']?\s*[:=]\s*["']?)[^"'\s,&}]+/gi, '$1[redacted]');
+      .replace(/\b0x[0-9a-fA-F]{64}\b/g, `0x${REDACTED}`)
+      .replace(/\b(Bearer|Basic|Token)(\s+)[A-Za-z0-9._~+/=-]+/gi, `$1$2${REDACTED}`)
+      .replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^/\s@?#]+@/gi, `$1${REDACTED}@`)
+      .replace(/(\/v\d+\/)[A-Za-z0-9_-]{16,}/g, `$1${REDACTED}`)
+      // A mnemonic is words separated by spaces: its value runs to the end of the line.
+      .replace(/([A-Za-z0-9_.-]*(?:mnemonic|seed[-_]?phrase|passphrase)[A-Za-z0-9_.-]*["']?\s*[:=]\s*)(?!["'])[^\r\n"'&;,}\]]+/gi, `$1${REDACTED}`)
+      .replace(NAME_VALUE, (all, q, name, sep, v) => v.startsWith(REDACTED.slice(0, -1)) ? all : `${q}${name}${q}${sep}${v.startsWith('"') ? `"${REDACTED}"` : v.startsWith("'") ? `'${REDACTED}'` : REDACTED}`);
   }
   if (Array.isArray(value)) return value.map(redact);
+  if (value instanceof Error) return redact(`${value.name}: ${value.message}`);
   if (value && typeof value === 'object' && !(value instanceof Uint8Array)) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SECRET_KEYS.test(k) ? '[redacted]' : redact(v)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, isSecretName(k) && v !== null && v !== undefined ? REDACTED : redact(v)]));
   }
   return value;
 }
 
+/** What loggingPlugin logs of a job: environment variable names, never their values. */
+function describeJob(job) {
+  const { environment, ...rest } = job ?? {};
+  return { ...rest, environment: Object.keys(environment ?? {}) };
+}
+
 /**
  * Logs each network operation and job event to `logger` (default `console`) at or above
- * `level`, with secrets redacted: request headers like Authorization and X-API-Key,
- * private keys, tokens and API keys never appear.
+ * `level`. Environment variables are logged by name only, and everything logged goes
+ * through `redact()`: credentials, tokens, API keys, passwords, mnemonics, private keys
+ * and keys in URL paths never appear.
  */
 export function loggingPlugin(logger = console, { level = 'info' } = {}) {
   if (!LEVELS.includes(level)) throw invalid(`loggingPlugin: level must be one of ${LEVELS.join(', ')}`);
@@ -187,10 +210,11 @@ export function loggingPlugin(logger = console, { level = 'info' } = {}) {
     name: 'logging',
     version: VERSION,
     onInit(config) {
-      log('debug', 'sandrun: client configured', config);
+      const { web3Provider, ...rest } = config ?? {};
+      log('debug', 'sandrun: client configured', { ...rest, web3Provider: web3Provider ? '[provider]' : undefined });
     },
     onSubmit(job) {
-      log('info', `sandrun: submitting a ${job.interpreter ?? 'detected-language'} job`, job);
+      log('info', `sandrun: submitting a ${job.interpreter ?? 'detected-language'} job`, describeJob(job));
     },
     onResult(result) {
       log('info', `sandrun: job ${result.id} on ${result.worker} ${result.status} (exit ${result.exitCode}) in ${Math.round(result.executionTime)} ms`);
@@ -202,7 +226,7 @@ export function loggingPlugin(logger = console, { level = 'info' } = {}) {
       name: 'logging',
       async execute(next, ctx) {
         const t0 = performance.now();
-        log('debug', `sandrun: -> ${ctx.method} ${ctx.url} (${ctx.operation}, attempt ${ctx.attempt})`, { headers: ctx.headers });
+        log('debug', `sandrun: -> ${ctx.method} ${ctx.url} (${ctx.operation} at ${ctx.service}, attempt ${ctx.attempt})`, { headers: ctx.headers });
         try {
           const r = await next();
           log(r.status >= 400 ? 'warn' : 'debug', `sandrun: <- ${r.status} ${ctx.operation} ${Math.round(performance.now() - t0)} ms`);
@@ -216,19 +240,50 @@ export function loggingPlugin(logger = console, { level = 'info' } = {}) {
   };
 }
 
+/** `scheme://host[:port]` as the host's URL parser (the one requests go through) reads it;
+ * null for a non-http(s) URL or one with userinfo. */
+function originOf(url) {
+  let u;
+  try {
+    u = new URL(url);
+  } catch {
+    return null;
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password) return null;
+  return u.origin;
+}
+
 /**
- * Adds credentials to requests toward endpoints that accept them: `Authorization: Bearer
+ * Adds credentials to requests toward the origins it covers: `Authorization: Bearer
  * <token>` or `X-API-Key: <apiKey>`. `provider` is an async function returning
  * `{ token }` or `{ apiKey }` (optionally `expiresAt`, ms since the epoch); it is asked
- * again when the credential expired or a server answered 401.
- * By default only registry and gateway operations get credentials (`endpoints` lists the
- * base URLs to cover instead). Reference Sandrun workers answer no CORS preflight, so
- * from a browser any request with these headers to such a worker fails: do not list
- * workers there for browser use.
+ * again when the credential expired or a covered server answered 401.
+ *
+ * Coverage is by exact origin (scheme, host and port, after normalisation: default ports
+ * dropped, host lowercased), never by path:
+ * - by default, the client's configured `registryEndpoint` and `ipfsGateway` origins
+ *   (each request's `context.service`);
+ * - with `origins` (base URLs; only their origins count), exactly those.
+ * Never covered: the `apiEndpoint` origin (a Sandrun worker; reference workers also
+ * answer no CORS preflight), any other worker, archive or script host, RPC, or a redirect
+ * target on another origin; a URL with userinfo; a covered-looking path (`/claim/`,
+ * `/register`) on another origin.
  */
-export function authPlugin(provider, { endpoints } = {}) {
+export function authPlugin(provider, options = {}) {
   if (typeof provider !== 'function') throw invalid('authPlugin: provider must be an async function returning { token } or { apiKey }');
-  if (endpoints !== undefined && !(Array.isArray(endpoints) && endpoints.every((e) => typeof e === 'string'))) throw invalid('authPlugin: endpoints must be a list of base URLs');
+  if (options === null || typeof options !== 'object') throw invalid('authPlugin: options must be { origins?: string[] }');
+  for (const k of Object.keys(options)) if (k !== 'origins' && k !== 'endpoints') throw invalid(`authPlugin: unknown option ${k} (expected origins)`);
+  if (options.origins !== undefined && options.endpoints !== undefined) throw invalid('authPlugin: give origins (endpoints is its old name), not both');
+  const given = options.origins ?? options.endpoints;
+  let listed;
+  if (given !== undefined) {
+    if (!Array.isArray(given) || given.length === 0) throw invalid('authPlugin: origins must be a non-empty list of base URLs like https://registry.example.com');
+    listed = new Set(given.map((e) => {
+      const o = typeof e === 'string' ? originOf(e) : null;
+      if (o === null) throw invalid(`authPlugin: ${JSON.stringify(e)} is not an http(s) base URL without user:password@, like https://registry.example.com`);
+      return o;
+    }));
+  }
   let cached;
   const fresh = async (force) => {
     if (force || !cached || (cached.expiresAt !== undefined && Date.now() >= cached.expiresAt)) {
@@ -238,7 +293,15 @@ export function authPlugin(provider, { endpoints } = {}) {
     }
     return cached;
   };
-  const covers = (ctx) => (endpoints ? endpoints.some((e) => ctx.endpoint === e.replace(/\/+$/, '')) : ctx.operation.startsWith('registry.') || ctx.operation === 'fetch');
+  const covers = (ctx) => {
+    // The configured worker never gets credentials, even when listed.
+    if (ctx.service === 'worker') return false;
+    // Decided on the origin the request will really go to, parsed as the host parses it.
+    const o = originOf(ctx.url);
+    if (o === null) return false;
+    if (listed) return listed.has(o);
+    return (ctx.service === 'registry' || ctx.service === 'gateway') && o === ctx.origin;
+  };
   const apply = (ctx, c) => {
     if (c.token !== undefined) ctx.headers.Authorization = `Bearer ${c.token}`;
     else ctx.headers['X-API-Key'] = c.apiKey;
@@ -246,6 +309,7 @@ export function authPlugin(provider, { endpoints } = {}) {
   return {
     name: 'auth',
     version: VERSION,
+    origins: listed ? [...listed] : undefined,
     middleware: {
       name: 'auth',
       async execute(next, ctx) {

@@ -6,7 +6,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::execution::JobExecution;
 use crate::job::{prepare::prepare, JobBuilder, PreparedJob};
 use crate::platform::Platform;
-use crate::plugin::{plugin_failed, Middleware, MiddlewarePlatform, Plugin};
+use crate::plugin::{plugin_failed, KnownOrigins, Middleware, MiddlewarePlatform, Plugin};
 use crate::pool::{DiscoveryCriteria, Pool, PoolSpec, PooledRun};
 use crate::types::{ConsensusLevel, JobEstimate, JobResult};
 use std::cell::Cell;
@@ -55,16 +55,27 @@ impl Sandrun {
     fn with_layer(&self, layer: Layer) -> Sandrun {
         let mut layers = (*self.layers).clone();
         layers.push(layer);
-        let chain: Vec<Rc<dyn Middleware>> = layers
+        Sandrun { layers: Rc::new(layers), initialized: Rc::default(), ..self.clone() }.rebound()
+    }
+
+    /// Every middleware, outermost first (plugins bring theirs).
+    fn chain(&self) -> Vec<Rc<dyn Middleware>> {
+        self.layers
             .iter()
             .filter_map(|l| match l {
                 Layer::Middleware(m) => Some(m.clone()),
                 Layer::Plugin(p) => p.middleware(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// The platform rebuilt for this client's layers and config, so that each request's
+    /// `service` (which decides who gets credentials) follows the configured origins.
+    fn rebound(self) -> Sandrun {
+        let chain = self.chain();
         let platform: Rc<dyn Platform> =
-            if chain.is_empty() { self.base.clone() } else { Rc::new(MiddlewarePlatform::new(self.base.clone(), chain)) };
-        Sandrun { config: self.config.clone(), base: self.base.clone(), platform, layers: Rc::new(layers), initialized: Rc::default(), wallet: self.wallet.clone() }
+            if chain.is_empty() { self.base.clone() } else { Rc::new(MiddlewarePlatform::new(self.base.clone(), chain, KnownOrigins::of(&self.config))) };
+        Sandrun { platform, ..self }
     }
 
     /// A new client paying through `wallet`.
@@ -169,14 +180,14 @@ impl Sandrun {
     pub fn configure(&self, partial: &SandrunConfig) -> Result<Sandrun> {
         let config = self.config.merged(partial);
         config.validate()?;
-        Ok(Sandrun { config: Rc::new(config), initialized: Rc::default(), ..self.clone() })
+        Ok(Sandrun { config: Rc::new(config), initialized: Rc::default(), ..self.clone() }.rebound())
     }
 
     /// The same client aimed at another worker (same plugins and initialization).
     pub fn for_worker(&self, endpoint: &str) -> Sandrun {
         let mut c = (*self.config).clone();
         c.api_endpoint = Some(endpoint.to_string());
-        Sandrun { config: Rc::new(c), ..self.clone() }
+        Sandrun { config: Rc::new(c), ..self.clone() }.rebound()
     }
 
     /// A client for the configured worker.
@@ -191,7 +202,7 @@ impl Sandrun {
 
     /// Resolve a job's sources into what will be sent.
     pub async fn prepare(&self, job: &JobBuilder) -> Result<PreparedJob> {
-        prepare(job.spec(), self.platform.as_ref(), &self.config).await
+        prepare(job.spec(), self.platform.as_ref(), &self.config, self.level_of(job).verifies()).await
     }
 
     /// Submit with payment: the escrow is opened first (a rejected wallet request means

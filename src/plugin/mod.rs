@@ -22,10 +22,21 @@ use std::rc::Rc;
 #[serde(rename_all = "camelCase")]
 pub struct OpContext {
     /// `submit`, `status`, `logs`, `download`, `health`, `outputs`, `stream`,
-    /// `registry.<path>`, `fetch` (anything else).
+    /// `registry.<path>` (requests to the configured `registryEndpoint` only), `fetch`
+    /// (anything else). A name for metrics and logs: it comes partly from the path, so
+    /// decisions about credentials use [`Self::service`], which comes from the origin.
     pub operation: String,
-    /// The server's base URL (scheme, host and port).
+    /// The server's base URL (scheme, host and port) as written in the request URL.
     pub endpoint: String,
+    /// The request's origin normalised (`scheme://host[:port]`, lowercase, default port
+    /// dropped); `None` when the URL is not a plain `http(s)://host[:port]` one (userinfo,
+    /// backslashes, percent-encoded or non-ASCII hosts), which then matches no origin.
+    pub origin: Option<String>,
+    /// Which configured server the request goes to, by exact origin: `worker` (the
+    /// `apiEndpoint`), `registry` (`registryEndpoint`), `gateway` (`ipfsGateway`) or
+    /// `other` (pool workers, archive and script hosts, redirect targets, chains, ...).
+    /// The apiEndpoint wins when origins coincide.
+    pub service: String,
     pub method: String,
     pub url: String,
     /// 1 for the first call of `next`, 2 for the first retry, ...
@@ -34,24 +45,99 @@ pub struct OpContext {
     pub headers: std::collections::BTreeMap<String, String>,
 }
 
-/// Name an HTTP request as an SDK operation.
-pub fn operation_of(req: &HttpRequest) -> OpContext {
+/// `scheme://host[:port]` of an `http(s)` URL, normalised as a browser's URL parser
+/// does for plain URLs (lowercase scheme and host, default port dropped, empty port
+/// ignored). `None` for anything unusual (userinfo, `\\`, `%`, non-ASCII or empty host,
+/// a port that is not a number): such a URL matches no configured origin, so no check
+/// can be fooled by a parser that reads it differently from the transport.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        if h.is_empty() || !h.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+            return None;
+        }
+        let port = match after {
+            "" => None,
+            a => Some(a.strip_prefix(':')?),
+        };
+        (format!("[{}]", h.to_ascii_lowercase()), port)
+    } else {
+        let (h, p) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        if h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_') {
+            return None;
+        }
+        (h.to_ascii_lowercase(), p)
+    };
+    let port = match port {
+        None | Some("") => default_port,
+        Some(p) if p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()) => p.parse::<u16>().ok()?,
+        Some(_) => return None,
+    };
+    Some(if port == default_port { format!("{scheme}://{host}") } else { format!("{scheme}://{host}:{port}") })
+}
+
+/// The origins a client is configured with, to say where a request goes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KnownOrigins {
+    pub worker: Option<String>,
+    pub registry: Option<String>,
+    pub gateway: Option<String>,
+}
+
+impl KnownOrigins {
+    pub fn of(config: &crate::config::SandrunConfig) -> KnownOrigins {
+        KnownOrigins {
+            worker: origin_of(&config.endpoint()),
+            registry: config.registry_endpoint.as_deref().and_then(origin_of),
+            gateway: config.ipfs_gateway.as_deref().and_then(origin_of),
+        }
+    }
+
+    /// `worker`, `registry`, `gateway` or `other` (see [`OpContext::service`]).
+    pub fn service(&self, origin: Option<&str>) -> &'static str {
+        let Some(o) = origin else { return "other" };
+        let is = |k: &Option<String>| k.as_deref() == Some(o);
+        if is(&self.worker) {
+            "worker"
+        } else if is(&self.registry) {
+            "registry"
+        } else if is(&self.gateway) {
+            "gateway"
+        } else {
+            "other"
+        }
+    }
+}
+
+/// Name an HTTP request as an SDK operation, for a client configured with `known`.
+pub fn operation_of(req: &HttpRequest, known: &KnownOrigins) -> OpContext {
     let after_scheme = req.url.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_at = req.url[after_scheme..].find('/').map(|i| i + after_scheme).unwrap_or(req.url.len());
+    let path_at = req.url[after_scheme..].find(['/', '?', '#']).map(|i| i + after_scheme).unwrap_or(req.url.len());
     let endpoint = req.url[..path_at].to_string();
     let path = &req.url[path_at..];
-    let first = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("");
+    let first = path.trim_start_matches('/').split(['/', '?', '#']).next().unwrap_or("");
+    let origin = origin_of(&req.url);
+    let service = known.service(origin.as_deref());
     let worker_op = matches!(first, "submit" | "status" | "logs" | "download" | "outputs" | "health" | "stats" | "stream");
-    let is_json = req.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("application/json"));
-    let broker_op = matches!(first, "register" | "nodes" | "heartbeat" | "claim" | "complete" | "results");
-    let operation = if broker_op || (is_json && (first == "submit" || first == "status")) {
+    let operation = if service == "registry" {
         format!("registry.{first}")
     } else if worker_op {
         first.to_string()
     } else {
         "fetch".to_string()
     };
-    OpContext { operation, endpoint, method: req.method.clone(), url: req.url.clone(), attempt: 1, headers: Default::default() }
+    OpContext { operation, endpoint, origin, service: service.to_string(), method: req.method.clone(), url: req.url.clone(), attempt: 1, headers: Default::default() }
 }
 
 /// Wraps network operations.
@@ -70,6 +156,7 @@ pub struct Next {
     base: Rc<dyn Platform>,
     req: Rc<HttpRequest>,
     calls: Rc<Cell<u32>>,
+    known: Rc<KnownOrigins>,
 }
 
 impl Next {
@@ -93,7 +180,7 @@ impl Next {
         Box::pin(async move {
             match this.chain.get(this.index) {
                 Some(m) => {
-                    let mut ctx = operation_of(&this.req);
+                    let mut ctx = operation_of(&this.req, &this.known);
                     ctx.attempt = attempt;
                     let inner = Next { index: this.index + 1, calls: Rc::new(Cell::new(0)), ..this.clone() };
                     m.clone().execute(inner, ctx).await
@@ -108,17 +195,21 @@ impl Next {
 pub struct MiddlewarePlatform {
     base: Rc<dyn Platform>,
     chain: Rc<[Rc<dyn Middleware>]>,
+    known: Rc<KnownOrigins>,
 }
 
 impl MiddlewarePlatform {
-    pub fn new(base: Rc<dyn Platform>, chain: Vec<Rc<dyn Middleware>>) -> Self {
-        MiddlewarePlatform { base, chain: chain.into() }
+    /// `known`: the origins of the client this platform serves, for
+    /// [`OpContext::service`].
+    pub fn new(base: Rc<dyn Platform>, chain: Vec<Rc<dyn Middleware>>, known: KnownOrigins) -> Self {
+        MiddlewarePlatform { base, chain: chain.into(), known: Rc::new(known) }
     }
 }
 
+
 impl Platform for MiddlewarePlatform {
     fn http(&self, req: HttpRequest) -> LocalFuture<'_, Result<HttpResponse>> {
-        let next = Next { chain: self.chain.clone(), index: 0, base: self.base.clone(), req: Rc::new(req), calls: Rc::new(Cell::new(0)) };
+        let next = Next { chain: self.chain.clone(), index: 0, base: self.base.clone(), req: Rc::new(req), calls: Rc::new(Cell::new(0)), known: self.known.clone() };
         next.run()
     }
     fn sleep(&self, ms: u64) -> LocalFuture<'_, ()> {
@@ -202,20 +293,67 @@ mod tests {
 
     #[test]
     fn names_operations() {
+        let known = KnownOrigins { worker: Some("http://127.0.0.1:7".into()), registry: Some("http://127.0.0.1:8".into()), gateway: None };
         let op = |m: &str, u: &str, json: bool| {
             let mut r = HttpRequest::get(u);
             r.method = m.into();
             if json {
                 r.headers.push(("Content-Type".into(), "application/json".into()));
             }
-            operation_of(&r)
+            operation_of(&r, &known)
         };
         assert_eq!(op("POST", "http://127.0.0.1:7/submit", false).operation, "submit");
         assert_eq!(op("GET", "http://127.0.0.1:7/status/job_1_1", false).operation, "status");
         assert_eq!(op("POST", "http://127.0.0.1:8/claim", true).operation, "registry.claim");
         assert_eq!(op("POST", "http://127.0.0.1:8/submit", true).operation, "registry.submit");
+        assert_eq!(op("GET", "http://127.0.0.1:8/health", false).operation, "registry.health");
         assert_eq!(op("GET", "http://h:1/archive/x.tar.gz", false).operation, "fetch");
         assert_eq!(op("GET", "http://h:1/download/j/a.txt", false).endpoint, "http://h:1");
+        // A registry-looking path on another origin is not the registry.
+        let c = op("POST", "http://127.0.0.1:9/claim/x", true);
+        assert_eq!((c.operation.as_str(), c.service.as_str()), ("fetch", "other"));
+        assert_eq!(op("POST", "http://127.0.0.1:9/register", true).service, "other");
+        assert_eq!(op("POST", "http://127.0.0.1:7/submit", false).service, "worker");
+        assert_eq!(op("GET", "http://127.0.0.1:8/nodes", false).service, "registry");
+    }
+
+    #[test]
+    fn origins_are_exact_and_normalised() {
+        assert_eq!(origin_of("HTTP://Registry.Example.COM:80/nodes").as_deref(), Some("http://registry.example.com"));
+        assert_eq!(origin_of("https://r.example.com:443").as_deref(), Some("https://r.example.com"));
+        assert_eq!(origin_of("https://r.example.com:8443/x?y#z").as_deref(), Some("https://r.example.com:8443"));
+        assert_eq!(origin_of("http://r.example.com:/x").as_deref(), Some("http://r.example.com"));
+        assert_eq!(origin_of("http://[::1]:7703/nodes").as_deref(), Some("http://[::1]:7703"));
+        assert_eq!(origin_of("http://r.example.com?q").as_deref(), Some("http://r.example.com"));
+        // What a different parser could read as another host matches nothing.
+        for odd in [
+            "http://r.example.com@evil.com/",
+            "http://r.example.com\\@evil.com/",
+            "http://user:pw@r.example.com/",
+            "http://r.example.com:7703.evil.com/",
+            "http://%72.example.com/",
+            "http://r\u{e9}.example.com/",
+            "http:///nodes",
+            "ftp://r.example.com/",
+            "http://r.example.com:99999/",
+            "r.example.com/nodes",
+        ] {
+            assert_eq!(origin_of(odd), None, "{odd}");
+        }
+        let known = KnownOrigins::of(&crate::config::SandrunConfig {
+            api_endpoint: Some("http://127.0.0.1:7700".into()),
+            registry_endpoint: Some("http://LOCALHOST:7703/".into()),
+            ipfs_gateway: Some("https://gw.example.com:443/ipfs".into()),
+            ..Default::default()
+        });
+        assert_eq!(known.service(origin_of("http://localhost:7703/nodes").as_deref()), "registry");
+        assert_eq!(known.service(origin_of("https://gw.example.com/ipfs/x").as_deref()), "gateway");
+        assert_eq!(known.service(origin_of("http://127.0.0.1:7700/submit").as_deref()), "worker");
+        // Same host, another port or scheme: another origin.
+        assert_eq!(known.service(origin_of("http://localhost:7704/nodes").as_deref()), "other");
+        assert_eq!(known.service(origin_of("https://localhost:7703/nodes").as_deref()), "other");
+        assert_eq!(known.service(origin_of("http://localhost:7703.evil.com/nodes").as_deref()), "other");
+        assert_eq!(known.service(None), "other");
     }
 }
 

@@ -18,10 +18,18 @@ import type { SandrunError } from './index.js';
 export type Job = JobDescription;
 /** What a middleware is told about the operation it wraps. */
 export interface MiddlewareContext {
-  /** `submit`, `status`, `logs`, `download`, `outputs`, `health`, `stats`, `registry.<path>`, `fetch`. */
+  /** `submit`, `status`, `logs`, `download`, `outputs`, `health`, `stats`, `registry.<path>`
+   * (requests to `registryEndpoint`), `fetch`. For metrics and logs: partly from the path. */
   operation: string;
-  /** Scheme, host and port of the server. */
+  /** Scheme, host and port of the server, as written in the URL. */
   endpoint: string;
+  /** The normalised origin (`scheme://host[:port]`, lowercase, default port dropped), or
+   * null for a URL that is not a plain `http(s)://host[:port]/...` (userinfo, `%`, ...). */
+  origin: string | null;
+  /** Which configured server the request goes to, by exact origin: the `apiEndpoint`
+   * (`worker`), `registryEndpoint` (`registry`), `ipfsGateway` (`gateway`), or `other`
+   * (pool workers, archive hosts, redirect targets, chains). Decide credentials on this. */
+  service: 'worker' | 'registry' | 'gateway' | 'other';
   method: string;
   url: string;
   /** 1 for the first call of `next`, 2 for the first retry, ... */

@@ -3,16 +3,108 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { Sandrun, SandrunError, JobBuilder, retryPlugin, metricsPlugin, loggingPlugin, authPlugin, InMemoryCollector } from '@sandrun/wasm';
+import net_ from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Sandrun, SandrunError, JobBuilder, retryPlugin, metricsPlugin, loggingPlugin, authPlugin, InMemoryCollector, redact } from '@sandrun/wasm';
 import { startDevnet, setFault, acceptedJobs, rejectsWith } from './support.mjs';
 
 let net;
 let W;
+const closers = [];
 before(async () => {
   net = await startDevnet(['--workers', '4', '--no-rate-limit', '--fault', '3=crash']);
   W = net.workers.map((w) => w.url);
 });
-after(async () => net && net.stop());
+after(async () => {
+  for (const c of closers) await c();
+  if (net) await net.stop();
+});
+
+/** Parse the requests in a client->server byte stream: method, path, headers. Stops at an
+ * upgrade (WebSocket frames follow) or a chunked body (the SDK sends neither). */
+function requestParser(server, out) {
+  let buf = Buffer.alloc(0);
+  let skip = 0;
+  let done = false;
+  return (chunk) => {
+    if (done) return;
+    buf = Buffer.concat([buf, chunk]);
+    for (;;) {
+      if (skip > 0) {
+        const n = Math.min(skip, buf.length);
+        buf = buf.subarray(n);
+        skip -= n;
+        if (skip > 0) return;
+      }
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const [line, ...lines] = buf.subarray(0, end).toString('latin1').split('\r\n');
+      buf = buf.subarray(end + 4);
+      const [method, path] = line.split(' ');
+      const headers = lines.map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]);
+      const get = (n) => headers.find(([k]) => k.toLowerCase() === n)?.[1];
+      out.push({ server, method, path, headers });
+      if (get('upgrade') || /chunked/i.test(get('transfer-encoding') ?? '')) return void (done = true);
+      skip = Number(get('content-length') ?? 0);
+    }
+  };
+}
+
+/**
+ * A recording forwarding proxy (a real TCP relay, not a double): every byte goes to
+ * `target` and back unchanged, and each HTTP request passing through is recorded. Put in
+ * front of a devnet worker or registry, it shows what reached that server.
+ */
+async function recordingProxy(target, server, { host = '127.0.0.1' } = {}) {
+  const t = new URL(target);
+  const requests = [];
+  const proxy = net_.createServer((client) => {
+    const upstream = net_.connect(Number(t.port), t.hostname);
+    const record = requestParser(server, requests);
+    client.on('data', (c) => { record(c); upstream.write(c); });
+    client.on('end', () => upstream.end());
+    upstream.on('data', (c) => client.write(c));
+    upstream.on('end', () => client.end());
+    const kill = () => { client.destroy(); upstream.destroy(); };
+    client.on('error', kill);
+    upstream.on('error', kill);
+  });
+  await new Promise((r, j) => proxy.once('error', j).listen(0, host, r));
+  const close = () => new Promise((r) => proxy.close(r));
+  closers.push(close);
+  return { url: `http://127.0.0.1:${proxy.address().port}`, port: proxy.address().port, requests, close };
+}
+
+/** A local HTTP server (archive host, gateway, redirect target) that records every request. */
+async function recordingServer(server, routes) {
+  const requests = [];
+  const s = http.createServer((req, res) => {
+    const headers = [];
+    for (let i = 0; i < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i], req.rawHeaders[i + 1]]);
+    requests.push({ server, method: req.method, path: req.url, headers });
+    routes(req, res);
+  });
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const close = () => new Promise((r) => { s.closeAllConnections(); s.close(r); });
+  closers.push(close);
+  return { url: `http://127.0.0.1:${s.address().port}`, requests, close };
+}
+
+function tarball(files, topDir = 'repo-main') {
+  const dir = mkdtempSync(join(tmpdir(), 'sandrun-repo-'));
+  for (const [p, content] of Object.entries(files)) {
+    mkdirSync(join(dir, topDir, p, '..'), { recursive: true });
+    writeFileSync(join(dir, topDir, p), content);
+  }
+  execFileSync('tar', ['czf', join(dir, 'repo.tar.gz'), '-C', dir, topDir]);
+  return readFileSync(join(dir, 'repo.tar.gz'));
+}
+
+const credentialOf = (r) => r.headers.filter(([k]) => /^(authorization|x-api-key)$/i.test(k)).map(([, v]) => v);
 
 const client = (extra = {}) => Sandrun.create({ apiEndpoint: W[0], registryEndpoint: net.registry, ...extra });
 
@@ -144,37 +236,126 @@ test('metricsPlugin figures match the operations performed', async () => {
   assert.ok(histograms['sandrun_request_ms{operation="submit"}'].sum > 0);
 });
 
-test('loggingPlugin redacts secrets; authPlugin refreshes its credential after a 401 (double)', async () => {
-  const secret = 'sekret-token-1234567890';
-  const privateKey = `0x${'ab'.repeat(32)}`;
-  const lines = [];
-  const capture = Object.fromEntries(['debug', 'info', 'warn', 'error'].map((l) => [l, (...a) => lines.push(`${l} ${a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' ')}`)]));
-  // A registry double that wants the second token: it answers 401 to the first.
+test('authPlugin: credentials reach exactly the covered origins; the worker, archive host, look-alike paths and a redirect target get none', async () => {
+  const token = `tok-${randomBytes(12).toString('hex')}`;
+  const tgz = tarball({ 'main.py': 'print("from the archive")\n' });
+  const worker = await recordingProxy(W[0], 'worker');
+  // Dual-stack when it can, so that `LOCALHOST` reaches it however the name resolves.
+  const registry = await recordingProxy(net.registry, 'registry', { host: '::' }).catch(() => recordingProxy(net.registry, 'registry'));
+  const target = await recordingServer('redirect-target', (req, res) => res.end(tgz));
+  // The gateway is covered; it redirects to another origin, which must not be.
+  const gateway = await recordingServer('gateway', (req, res) => res.writeHead(302, { Location: `${target.url}/files/repo.tar.gz` }).end());
+  const archive = await recordingServer('archive', (req, res) => (req.url.endsWith('.tar.gz') ? res.end(tgz) : res.writeHead(404).end()));
+  const servers = [worker, registry, gateway, target, archive];
+  const s = Sandrun.create({
+    apiEndpoint: worker.url,
+    // Case of host, trailing slash: the same origin after normalisation.
+    registryEndpoint: `http://LOCALHOST:${registry.port}/`,
+    ipfsGateway: `${gateway.url}/ipfs`,
+    defaults: { consensus: 'low' },
+  }).use(authPlugin(async () => ({ token })));
+  // The registry: estimate() reads its /nodes.
+  await s.job().code('print(1)').estimate();
+  // The worker, and archives from a host whose paths look like registry calls.
+  for (const path of ['/claim/x/repo.tar.gz', '/register/repo.tar.gz']) {
+    const r = await s.job().repository(`${archive.url}${path}`).submit().then((e) => e.wait());
+    assert.equal(r.stdout, 'from the archive\n');
+  }
+  // An archive on the gateway's origin, redirected to another origin.
+  const r = await s.job().repository(`${gateway.url}/ipfs/repo.tar.gz`).submit().then((e) => e.wait());
+  assert.equal(r.stdout, 'from the archive\n');
+
+  for (const srv of servers) assert.ok(srv.requests.length > 0, `no request reached ${srv.requests[0]?.server ?? srv.url}`);
+  assert.ok(worker.requests.some((q) => q.method === 'POST' && q.path === '/submit'), 'the worker list holds the submits');
+  const all = servers.flatMap((x) => x.requests);
+  const withCredentials = new Set(all.filter((q) => credentialOf(q).length > 0).map((q) => q.server));
+  assert.deepEqual([...withCredentials].sort(), ['gateway', 'registry'], JSON.stringify(all.map((q) => [q.server, q.path, credentialOf(q)])));
+  for (const q of [...registry.requests, ...gateway.requests]) assert.deepEqual(credentialOf(q), [`Bearer ${token}`], `${q.server} ${q.path}`);
+  for (const q of [...worker.requests, ...archive.requests, ...target.requests]) {
+    assert.deepEqual(credentialOf(q), [], `${q.server} ${q.method} ${q.path} got credentials`);
+    assert.ok(!JSON.stringify(q).includes(token), `${q.server} ${q.path} saw the token`);
+  }
+
+  // Listed origins replace the default; the apiEndpoint is never covered, even listed.
+  for (const srv of servers) srv.requests.length = 0;
+  const listed = Sandrun.create({ apiEndpoint: worker.url, registryEndpoint: registry.url, defaults: { consensus: 'low' } })
+    .use(authPlugin(() => ({ apiKey: token }), { origins: [`${archive.url.toUpperCase()}/some/path`, worker.url] }));
+  await listed.job().code('print(1)').estimate();
+  await listed.job().repository(`${archive.url}/claim/repo.tar.gz`).submit().then((e) => e.wait());
+  assert.ok(worker.requests.length > 0 && registry.requests.length > 0 && archive.requests.length > 0);
+  for (const q of archive.requests) assert.deepEqual(credentialOf(q), [token]);
+  for (const q of [...worker.requests, ...registry.requests]) assert.deepEqual(credentialOf(q), [], `${q.server} ${q.path}`);
+  assert.throws(() => authPlugin(() => ({ token }), { origins: ['http://user:pw@registry.example.com'] }), (e) => e.code === 'INVALID_ARGUMENT');
+  assert.throws(() => authPlugin(() => ({ token }), { origins: ['registry.example.com'] }), (e) => e.code === 'INVALID_ARGUMENT');
+  assert.throws(() => authPlugin(() => ({ token }), { origin: [] }), (e) => e.code === 'INVALID_ARGUMENT');
+});
+
+test('authPlugin refreshes its credential after a 401 (registry double: the devnet has no auth)', async () => {
+  const secret = `sekret-${randomBytes(8).toString('hex')}`;
   const seen = [];
-  const registry = http.createServer((req, res) => {
+  const registry = await recordingServer('registry-double', (req, res) => {
     seen.push(req.headers.authorization);
     if (req.headers.authorization !== `Bearer ${secret}-2`) return res.writeHead(401, { 'Content-Type': 'application/json' }).end('{"error":"bad token"}');
     res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ nodes: [] }));
   });
-  await new Promise((r) => registry.listen(0, '127.0.0.1', r));
   let n = 0;
-  try {
-    const s = Sandrun.create({ apiEndpoint: W[0], registryEndpoint: `http://127.0.0.1:${registry.address().port}` })
-      .use(authPlugin(async () => ({ token: `${secret}-${++n}` })))
-      .use(loggingPlugin(capture, { level: 'debug' }));
-    await rejectsWith(s.pool().discover().join(), 'CONSENSUS_NOT_REACHED', SandrunError);
-    assert.deepEqual(seen, [`Bearer ${secret}-1`, `Bearer ${secret}-2`]);
-    await s.job().code('print(1)').environment({ PRIVATE_KEY: privateKey }).submit().then((e) => e.wait());
-  } finally {
-    registry.close();
-  }
+  const s = Sandrun.create({ apiEndpoint: W[0], registryEndpoint: registry.url }).use(authPlugin(async () => ({ token: `${secret}-${++n}` })));
+  await rejectsWith(s.pool().discover().join(), 'CONSENSUS_NOT_REACHED', SandrunError);
+  assert.deepEqual(seen, [`Bearer ${secret}-1`, `Bearer ${secret}-2`]);
+});
+
+test('loggingPlugin logs environment names, never values, and redacts secret shapes everywhere', async () => {
+  const hex = (n) => randomBytes(n).toString('hex');
+  const secrets = {
+    privateKey: `0x${hex(32)}`,
+    githubToken: `ghp_${hex(12)}`,
+    dbPassword: `pw-${hex(8)}`,
+    mnemonic: 'quokka zephyr xylem wombat vortex umbra tundra sphinx quasar pylon oxbow nimbus',
+    plainValue: `plain-${hex(8)}`,
+    openaiKey: `sk-${hex(12)}`,
+    awsSecret: `aws-${hex(10)}`,
+    authToken: `auth-${hex(10)}`,
+    configToken: `cfg-${hex(10)}`,
+    infuraKey: hex(16),
+    queryKey: `q-${hex(8)}`,
+    argSecret: `arg-${hex(8)}`,
+  };
+  const lines = [];
+  const capture = Object.fromEntries(['debug', 'info', 'warn', 'error'].map((l) => [l, (...a) => lines.push(`${l} ${a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' ')}`)]));
+  const tgz = tarball({ 'main.py': 'print("ok")\n' });
+  const archive = await recordingServer('archive', (req, res) => (new URL(req.url, 'http://x').pathname.endsWith('.tar.gz') ? res.end(tgz) : res.writeHead(404).end()));
+  const s = Sandrun.create({ apiEndpoint: W[0], registryEndpoint: net.registry, authentication: { token: secrets.configToken }, defaults: { consensus: 'low' } })
+    .use(authPlugin(async () => ({ token: secrets.authToken })))
+    .use(loggingPlugin(capture, { level: 'debug' }));
+  await s.job().code('print(1)').estimate(); // a registry request with the Authorization header
+  const env = {
+    PRIVATE_KEY: secrets.privateKey,
+    GITHUB_TOKEN: secrets.githubToken,
+    DB_PASSWORD: secrets.dbPassword,
+    MNEMONIC: secrets.mnemonic,
+    PLAIN_VALUE: secrets.plainValue,
+    OPENAI_API_KEY: secrets.openaiKey,
+    AWS_SECRET: secrets.awsSecret,
+  };
+  const r = await s.job().code('import os\nprint(len(os.environ["PLAIN_VALUE"]))').environment(env).args([`--api-key=${secrets.argSecret}`, `OTHER_TOKEN=${secrets.argSecret}`]).submit().then((e) => e.wait());
+  assert.equal(r.stdout, `${secrets.plainValue.length}\n`, 'the job still got its values');
+  // A key in a URL path (Infura style), and one in a query string of a failing fetch.
+  await s.job().repository(`${archive.url}/v3/${secrets.infuraKey}/repo.tar.gz`).submit().then((e) => e.wait());
+  await rejectsWith(s.job().repository(`${archive.url}/x?api_key=${secrets.queryKey}`).submit(), 'HTTP_STATUS', SandrunError);
+  assert.ok(archive.requests.some((q) => q.path.includes(secrets.infuraKey)), 'the real URL was used');
+
   const text = lines.join('\n');
-  assert.ok(lines.length > 5, text);
-  assert.ok(!text.includes(secret), 'no token in the log');
-  assert.ok(!text.includes(privateKey.slice(2)), 'no private key in the log');
-  assert.match(text, /\[redacted\]/);
-  // Worker operations get no credentials by default (reference workers answer no preflight).
-  assert.ok(!seen.some((h) => h === undefined));
+  assert.ok(lines.length > 10, text);
+  for (const [name, value] of Object.entries(secrets)) {
+    assert.ok(!text.includes(value), `${name} (${value}) appears in the log:\n${text}`);
+    if (name === 'mnemonic') for (const w of value.split(' ').slice(0, 3)) assert.ok(!text.includes(w), `a mnemonic word (${w}) appears in the log`);
+  }
+  for (const name of Object.keys(env)) assert.ok(text.includes(name), `the variable name ${name} is logged`);
+  assert.match(text, /\/v3\/\[redacted\]/);
+  assert.match(text, /api_key=\[redacted\]/);
+  // Headers a middleware sets (authPlugin) are redacted wherever they are logged.
+  const headers = JSON.stringify(redact({ headers: { Authorization: `Bearer ${secrets.authToken}`, 'X-API-Key': secrets.authToken }, line: `Authorization: Bearer ${secrets.authToken}` }));
+  assert.ok(!headers.includes(secrets.authToken), headers);
 });
 
 test('use, with and configure return new builders and leave the old ones unchanged', async () => {
