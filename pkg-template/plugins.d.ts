@@ -14,7 +14,9 @@ export interface RetryOptions {
   /** Return false to veto a retry the plugin would make; it cannot add unsafe retries. */
   retryOn?: (context: MiddlewareContext, outcome: { response?: OperationResponse; error?: SandrunError }) => boolean;
 }
-/** Retries only what is safe: 429s, idempotent operations, submits that never reached the server. */
+/** Retries only what is safe: 429s, idempotent operations, submits that never reached the
+ * server. While registered it is the one retry budget (`ownsRetries`): the SDK's own 429
+ * retries (`defaults.retries`) are off, so a server sees at most `maxAttempts` requests. */
 export declare function retryPlugin(options?: RetryOptions): Plugin & { options: Required<Omit<RetryOptions, 'retryOn'>> };
 
 export interface MetricsCollector {

@@ -31,7 +31,9 @@ function waitFromBody(body) {
  * - a submit whose connection was refused (it never reached the server).
  * A submit that may have reached the server is never retried, so no job runs twice.
  * `retryOn(context, { response, error })` can veto a retry (return false), not widen
- * these rules.
+ * these rules. While registered it is the only retry budget: the SDK's own retries of
+ * 429 submits (`defaults.retries`) are off, so a server sees at most `maxAttempts`
+ * requests per operation.
  */
 export function retryPlugin(options = {}) {
   const { maxAttempts = 3, initialDelayMs = 250, maxDelayMs = 10_000, backoff = 'exponential', jitter = true, retryOn } = options;
@@ -55,6 +57,10 @@ export function retryPlugin(options = {}) {
     options: { maxAttempts, initialDelayMs, maxDelayMs, backoff, jitter },
     middleware: {
       name: 'retry',
+      // This middleware is the one retry budget: the SDK's own 429 retries of submits
+      // (defaults.retries) are off while it is registered, so maxAttempts is what a
+      // server sees.
+      ownsRetries: true,
       async execute(next, ctx) {
         for (let attempt = 1; ; attempt++) {
           let response, error;

@@ -233,7 +233,8 @@ impl Sandrun {
     }
 
     /// Prepare and submit to the configured worker. A 429 proves no job was created,
-    /// so it is retried after the worker's wait (`defaults.retries` times, default 2).
+    /// so it is retried after the worker's wait (`defaults.retries` times, default 2;
+    /// none while a middleware owns retries, e.g. `retryPlugin`).
     /// Quorum levels and payments go through [`Self::submit_paid`].
     pub async fn submit(&self, job: &JobBuilder) -> Result<JobExecution> {
         if let ConsensusLevel::Quorum { k, n } = self.level_of(job) {
@@ -268,7 +269,9 @@ impl Sandrun {
 
     pub async fn submit_prepared(&self, prepared: Rc<PreparedJob>, level: ConsensusLevel) -> Result<JobExecution> {
         let worker = self.worker();
-        let retries = self.config.defaults.as_ref().and_then(|d| d.retries).unwrap_or(2);
+        // One retry budget per operation: while a middleware owns retries (retryPlugin),
+        // it alone decides, so the attempts the worker sees are the ones it allows.
+        let retries = if crate::plugin::retries_owned(&self.chain()) { 0 } else { self.config.defaults.as_ref().and_then(|d| d.retries).unwrap_or(2) };
         let mut attempt = 0u32;
         loop {
             let started = self.platform.now_ms();

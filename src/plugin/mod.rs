@@ -145,6 +145,12 @@ pub trait Middleware {
     /// For error messages.
     fn name(&self) -> String;
     fn execute(self: Rc<Self>, next: Next, ctx: OpContext) -> LocalFuture<'static, Result<HttpResponse>>;
+    /// True for a middleware that retries operations itself (`retryPlugin`): while one is
+    /// registered the core makes no retries of its own (`defaults.retries` is not
+    /// used), so the attempts a server sees are the ones that middleware allows.
+    fn owns_retries(&self) -> bool {
+        false
+    }
 }
 
 /// The rest of the chain; `run()` may be called several times: the layer below sees
@@ -206,6 +212,10 @@ impl MiddlewarePlatform {
     }
 }
 
+/// Whether any middleware in `chain` owns retries (see [`Middleware::owns_retries`]).
+pub fn retries_owned(chain: &[Rc<dyn Middleware>]) -> bool {
+    chain.iter().any(|m| m.owns_retries())
+}
 
 impl Platform for MiddlewarePlatform {
     fn http(&self, req: HttpRequest) -> LocalFuture<'_, Result<HttpResponse>> {

@@ -42,6 +42,10 @@ export interface OperationResponse { status: number; headers: [string, string][]
 /** Wraps every network operation; the first registered is the outermost. */
 export interface Middleware {
   name?: string;
+  /** True when this middleware retries operations itself: while one is registered, the
+   * SDK makes no retries of its own (`defaults.retries` is not used), so a server sees
+   * exactly the attempts this middleware makes. `retryPlugin` sets it. */
+  ownsRetries?: boolean;
   execute<T = OperationResponse>(next: () => Promise<T>, context: MiddlewareContext): Promise<T>;
 }
 /** Lifecycle hooks, run in registration order. */
@@ -186,6 +190,7 @@ impl Plugin for JsPlugin {
 pub struct JsMiddleware {
     obj: JsValue,
     name: String,
+    owns_retries: bool,
 }
 
 impl JsMiddleware {
@@ -195,7 +200,8 @@ impl JsMiddleware {
             return Err(err(Error::invalid(format!("{owner}: a Middleware needs an execute(next, context) function"))));
         }
         let name = Reflect::get(&obj, &"name".into()).ok().and_then(|v| v.as_string()).unwrap_or_else(|| owner.to_string());
-        Ok(JsMiddleware { obj, name })
+        let owns_retries = Reflect::get(&obj, &"ownsRetries".into()).ok().and_then(|v| v.as_bool()) == Some(true);
+        Ok(JsMiddleware { obj, name, owns_retries })
     }
 }
 
@@ -233,6 +239,9 @@ fn response_from_js(v: &JsValue, who: &str) -> Result<HttpResponse> {
 impl Middleware for JsMiddleware {
     fn name(&self) -> String {
         self.name.clone()
+    }
+    fn owns_retries(&self) -> bool {
+        self.owns_retries
     }
     fn execute(self: Rc<Self>, next: Next, ctx: OpContext) -> LocalFuture<'static, Result<HttpResponse>> {
         Box::pin(async move {

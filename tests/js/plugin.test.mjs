@@ -208,6 +208,25 @@ test('retryPlugin honours 429 waits and never submits twice', async () => {
   assert.throws(() => retryPlugin({ maxAttempts: 0 }), (e) => e.code === 'INVALID_ARGUMENT');
 });
 
+test('retries do not compound: the worker sees maxAttempts submits with retryPlugin, 1 + defaults.retries without', async () => {
+  const proxy = await recordingProxy(W[1], 'worker');
+  const submits = () => proxy.requests.filter((q) => q.method === 'POST' && q.path === '/submit').length;
+  await setFault(W[1], '429');
+  try {
+    const plugin = Sandrun.create({ apiEndpoint: proxy.url }).use(retryPlugin({ maxAttempts: 3, initialDelayMs: 10, maxDelayMs: 20, jitter: false }));
+    await rejectsWith(plugin.job().code('print(1)').submit(), 'RATE_LIMITED', SandrunError);
+    assert.equal(submits(), 3, 'retryPlugin({ maxAttempts: 3 }): 3 submits in all');
+    proxy.requests.length = 0;
+    await rejectsWith(Sandrun.create({ apiEndpoint: proxy.url, defaults: { retries: 1 } }).job().code('print(1)').submit(), 'RATE_LIMITED', SandrunError);
+    assert.equal(submits(), 2, 'no retry middleware: 1 + defaults.retries');
+    proxy.requests.length = 0;
+    await rejectsWith(Sandrun.create({ apiEndpoint: proxy.url, defaults: { retries: 0 } }).use(metricsPlugin()).job().code('print(1)').submit(), 'RATE_LIMITED', SandrunError);
+    assert.equal(submits(), 1, 'other middleware leaves defaults.retries in force');
+  } finally {
+    await setFault(W[1], null);
+  }
+});
+
 test('retryPlugin with a crashing worker: replaced in a pool, no duplicate job anywhere', async () => {
   const before = await Promise.all(W.slice(0, 3).map(acceptedJobs));
   const s = client().use(retryPlugin({ maxAttempts: 3, initialDelayMs: 50 }));
