@@ -5,8 +5,10 @@
 //! - `register()` checks the worker's `/health` (a node must serve from a signing worker:
 //!   its `worker_id` is advertised), then `POST /register`s it with the reference
 //!   capability fields (`cpu_cores`, `memory_gb`, `gpu`, `interpreters`) and the
-//!   documented extensions (`storage`, `region`, `pricing`, `payout`, `worker_id`,
-//!   `sandrun_endpoint`).
+//!   documented extensions (`storage`, `region`, `pricing`, `payout`, `payout_chain_id`,
+//!   `payout_signature`, `worker_id`, `sandrun_endpoint`). A payout must come with the
+//!   worker's own signature binding it ([`crate::chain::binding`]); it is verified against
+//!   the `/health` key before anything is registered.
 //! - The loop ([`Node::run_until_stopped`]) heartbeats (once at start, then every
 //!   `heartbeat_ms`), polls `/claim` (quickly at first, then every `poll_ms`), runs each
 //!   claimed job on the worker through the ordinary job path with consensus `'low'` (so
@@ -16,6 +18,11 @@
 //! - A job the SDK could not run or check is reported with `exit_code` -1 and the SDK
 //!   error in `error`, so it never stays assigned forever.
 //! - Errors inside the loop are counted (`errors`, `last_error`) and retried, never thrown.
+//! - A registry that forgot the node (a reference broker restarted with an empty database
+//!   still answers its heartbeats with 200, and never lists it again) is noticed: every
+//!   [`REGISTRATION_CHECK_EVERY`] accepted heartbeats (and after a heartbeat answered 404)
+//!   the node looks for itself in `/nodes` and, if missing, registers again with the same
+//!   endpoint and capabilities (`reregistrations` counts it).
 //! - `stop()` ends the loop: idle waits and heartbeats are cut short at once; a job being
 //!   run is finished and reported first, still heartbeating (an abandoned claim would stay
 //!   assigned).
@@ -48,6 +55,10 @@ const FIRST_POLL_MS: u64 = 50;
 const MAX_BACKOFF_MS: u64 = 10_000;
 /// Attempts at reporting one job's result to `/complete`.
 const COMPLETE_ATTEMPTS: u32 = 4;
+/// Every this many accepted heartbeats the node looks for itself in `/nodes`: a reference
+/// broker answers 200 to a heartbeat from a node it does not know (after a restart with
+/// an empty database), so a heartbeat's answer cannot tell.
+pub const REGISTRATION_CHECK_EVERY: u64 = 3;
 /// Interpreters advertised when `interpreters()` was not called.
 pub const DEFAULT_INTERPRETERS: [&str; 3] = ["python3", "node", "bash"];
 
@@ -170,13 +181,44 @@ fn check_url(what: &str, url: &str) -> Result<String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+/// What binds a payout address to the worker (`payout(address, { chainId, signature })`):
+/// the worker's own Ed25519 signature over
+/// `sandrun-payout-v1|<chainId>|<address, lowercase>` ([`crate::chain::payout_message`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PayoutBinding {
+    /// The chain the payments are made on (e.g. 1 for Ethereum mainnet, 31337 for anvil).
+    pub chain_id: u64,
+    /// Standard base64 of the worker's 64-byte Ed25519 signature.
+    pub signature: String,
+}
+
+/// A payout address with its binding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payout {
+    pub address: String,
+    pub chain_id: u64,
+    pub signature: String,
+}
+
+/// How to make a payout signature, for error messages.
+fn payout_how_to(address: &str, chain_id: u64) -> String {
+    format!(
+        "sign the exact text {:?} with the worker's Ed25519 key (the key whose public half the worker shows as worker_id at /health) \
+         and pass the standard base64 of the 64-byte signature: payout(address, {{ chainId, signature }}). \
+         With the key in PEM: printf '%s' '<text>' > msg && openssl pkeyutl -sign -rawin -inkey key.pem -in msg | base64 -w0",
+        crate::chain::payout_message(chain_id, address)
+    )
+}
+
 /// Everything a node is, before `register()`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodeSpec {
     pub capabilities: NodeCapabilities,
     pub region: Option<String>,
     pub pricing: Option<NodePricing>,
-    pub payout: Option<String>,
+    pub payout: Option<Payout>,
     /// The Sandrun worker URL; `None`: the client's `apiEndpoint`.
     pub endpoint: Option<String>,
     pub interpreters: Option<Vec<String>>,
@@ -226,7 +268,9 @@ impl NodeSpec {
             "storage": storage,
             "region": self.region,
             "pricing": pricing,
-            "payout": self.payout,
+            "payout": self.payout.as_ref().map(|p| p.address.clone()),
+            "payout_chain_id": self.payout.as_ref().map(|p| p.chain_id),
+            "payout_signature": self.payout.as_ref().map(|p| p.signature.clone()),
         }))
     }
 }
@@ -292,14 +336,25 @@ impl NodeBuilder {
         Ok(next)
     }
 
-    /// The address payments for this node's work go to: `0x` + 40 hex digits.
-    pub fn payout(&self, address: &str) -> Result<NodeBuilder> {
-        let ok = address.len() == 42 && address.starts_with("0x") && address[2..].chars().all(|c| c.is_ascii_hexdigit());
-        if !ok {
+    /// The address payments for this node's work go to (`0x` + 40 hex digits), bound by
+    /// the worker's own signature: payers pay an address only when that signature
+    /// verifies under the worker's key, so a registry entry cannot redirect payments.
+    /// The shape is checked now; the signature itself at `register()`, against the key
+    /// the worker shows at `/health`.
+    pub fn payout(&self, address: &str, binding: &PayoutBinding) -> Result<NodeBuilder> {
+        if !crate::chain::binding::is_address(address) || !address.starts_with("0x") {
             return Err(Error::invalid(format!("payout({address:?}) must be an Ethereum address: 0x + 40 hex digits")));
         }
-        let address = address.to_string();
-        Ok(self.with(|s| s.payout = Some(address)))
+        if binding.chain_id == 0 {
+            return Err(Error::invalid(format!("payout(): chainId must be the chain's id (1 for Ethereum mainnet, 31337 for anvil), not 0; {}", payout_how_to(address, 1))));
+        }
+        use base64::Engine;
+        let sig_ok = base64::engine::general_purpose::STANDARD.decode(binding.signature.trim()).is_ok_and(|b| b.len() == 64);
+        if !sig_ok {
+            return Err(Error::invalid(format!("payout(): signature is not the base64 of a 64-byte Ed25519 signature; {}", payout_how_to(address, binding.chain_id))));
+        }
+        let payout = Payout { address: address.to_string(), chain_id: binding.chain_id, signature: binding.signature.trim().to_string() };
+        Ok(self.with(|s| s.payout = Some(payout)))
     }
 
     /// The Sandrun worker this node serves from (default: the client's `apiEndpoint`).
@@ -382,6 +437,9 @@ pub struct NodeStats {
     pub polls: u64,
     /// Errors inside the loop (registry unreachable, a job the SDK could not run, ...).
     pub errors: u64,
+    /// Times the node registered again because the registry had forgotten it (missing
+    /// from `/nodes`, e.g. after a registry restart with an empty database).
+    pub reregistrations: u64,
     /// The latest of those errors, as `CODE: message`.
     pub last_error: Option<String>,
     /// Whether the loop is running.
@@ -401,7 +459,9 @@ struct Inner {
     broker: BrokerClient,
     /// Credentials for the registry (`authentication`).
     headers: Vec<(String, String)>,
-    id: String,
+    /// The registry's id for the node; a registry that forgot the node may give a new
+    /// one when it registers again (a reference broker gives the same).
+    id: RefCell<String>,
     endpoint: String,
     worker_id: String,
     capabilities: Value,
@@ -447,6 +507,18 @@ pub async fn register(client: &Sandrun, spec: &NodeSpec) -> Result<Node> {
             "the worker at {endpoint} is anonymous (no worker_id in /health): a node must serve from a worker that signs its results"
         ))
     })?;
+    if let Some(p) = &spec.payout {
+        // Checked before registering: a registration with a binding that does not verify
+        // would be refused by payers (and by registries that check) anyway.
+        if !crate::chain::verify_payout_binding(&worker_id, p.chain_id, &p.address, &p.signature) {
+            return Err(Error::invalid(format!(
+                "payout({}): the signature does not verify under the key of the worker at {endpoint} ({worker_id}) for chain {}; {}",
+                p.address,
+                p.chain_id,
+                payout_how_to(&p.address, p.chain_id)
+            )));
+        }
+    }
     caps["worker_id"] = json!(worker_id);
     caps["sandrun_endpoint"] = json!(endpoint);
     let id = broker.register(&endpoint, &caps).await?;
@@ -455,7 +527,7 @@ pub async fn register(client: &Sandrun, spec: &NodeSpec) -> Result<Node> {
             client: client.for_worker(&endpoint),
             broker,
             headers,
-            id,
+            id: RefCell::new(id),
             endpoint,
             worker_id,
             capabilities: caps,
@@ -483,8 +555,8 @@ impl Drop for RunGuard {
 
 impl Node {
     /// The registry's node id (`sha256(endpoint)[:16]` on a reference broker).
-    pub fn id(&self) -> &str {
-        &self.inner.id
+    pub fn id(&self) -> String {
+        self.inner.id.borrow().clone()
     }
     /// The Sandrun worker URL.
     pub fn endpoint(&self) -> &str {
@@ -583,15 +655,24 @@ impl Node {
     }
 
     async fn heartbeat_loop(&self, run: &Run, until: &CancelToken, o: ListenOptions) {
+        let mut accepted = 0u64;
         loop {
-            let wait = match race(self.inner.broker.heartbeat(&self.inner.id), until.cancelled()).await {
+            let wait = match race(self.inner.broker.heartbeat(&self.id()), until.cancelled()).await {
                 Either::Right(()) => break,
                 Either::Left(Ok(())) => {
                     self.inner.stats.borrow_mut().heartbeats += 1;
+                    accepted += 1;
+                    if accepted % REGISTRATION_CHECK_EVERY == 0 {
+                        self.ensure_registered(until).await;
+                    }
                     o.heartbeat_interval
                 }
                 Either::Left(Err(e)) => {
                     self.error("heartbeat", &e);
+                    // A registry that says it does not know the node: look at once.
+                    if e.status == Some(404) {
+                        self.ensure_registered(until).await;
+                    }
                     o.heartbeat_interval.min(2_000)
                 }
             };
@@ -603,13 +684,38 @@ impl Node {
         }
     }
 
+    /// Register again, with the same endpoint and capabilities, when the registry no
+    /// longer lists the node (it restarted with an empty database, or dropped the node).
+    /// Failures are counted and tried again at the next check.
+    async fn ensure_registered(&self, until: &CancelToken) {
+        let listed = match race(self.inner.broker.nodes(), until.cancelled()).await {
+            Either::Right(()) => return,
+            Either::Left(Ok(nodes)) => {
+                let id = self.id();
+                nodes.iter().any(|n| n.id == id)
+            }
+            Either::Left(Err(e)) => return self.error("nodes (registration check)", &e),
+        };
+        if listed {
+            return;
+        }
+        match race(self.inner.broker.register(&self.inner.endpoint, &self.inner.capabilities), until.cancelled()).await {
+            Either::Right(()) => {}
+            Either::Left(Ok(id)) => {
+                *self.inner.id.borrow_mut() = id;
+                self.inner.stats.borrow_mut().reregistrations += 1;
+            }
+            Either::Left(Err(e)) => self.error("register again", &e),
+        }
+    }
+
     async fn work_loop(&self, run: &Run, o: ListenOptions) {
         let mut idle = FIRST_POLL_MS.min(o.poll_interval);
         let mut backoff = o.poll_interval.max(500);
         while !run.stop.is_cancelled() {
             // Not raced with stop: a claim that reached the registry may have assigned
             // a job to us, which must then be run and reported.
-            let wait = match self.inner.broker.claim(&self.inner.id).await {
+            let wait = match self.inner.broker.claim(&self.id()).await {
                 Ok(Some(job)) => {
                     self.inner.stats.borrow_mut().claimed += 1;
                     self.serve(&job).await;
@@ -650,7 +756,7 @@ impl Node {
 
     /// Run one claimed job and report it; never fails (errors are counted).
     async fn serve(&self, job: &crate::api::broker::ClaimedJob) {
-        let mut body = json!({"node_id": self.inner.id, "job_id": job.id});
+        let mut body = json!({"node_id": self.id(), "job_id": job.id});
         let exit_code = match self.execute(job).await {
             Ok((worker_job_id, r)) => {
                 body["output"] = json!(r.stdout);
@@ -663,7 +769,7 @@ impl Node {
             Err(e) => {
                 self.error(&format!("job {}", job.id), &e);
                 body["output"] = json!("");
-                body["error"] = json!(format!("sandrun node {} could not run this job: {e}", self.inner.id));
+                body["error"] = json!(format!("sandrun node {} could not run this job: {e}", self.id()));
                 body["exit_code"] = json!(-1);
                 -1
             }
@@ -719,6 +825,11 @@ mod tests {
         .unwrap()
     }
 
+    fn binding() -> PayoutBinding {
+        use base64::Engine;
+        PayoutBinding { chain_id: 31337, signature: base64::engine::general_purpose::STANDARD.encode([7u8; 64]) }
+    }
+
     #[test]
     fn builds_the_registry_capabilities() {
         let b = NodeBuilder::new()
@@ -728,7 +839,7 @@ mod tests {
             .unwrap()
             .pricing(serde_json::from_value(json!({"gpu": "0.5/hour", "cpu": 0.1})).unwrap())
             .unwrap()
-            .payout("0x00000000000000000000000000000000000000aB")
+            .payout("0x00000000000000000000000000000000000000aB", &binding())
             .unwrap();
         let c = b.spec().capabilities_json().unwrap();
         assert_eq!(
@@ -736,7 +847,8 @@ mod tests {
             json!({
                 "cpu_cores": 16, "memory_gb": 64, "gpu": {"type": "rtx4090", "memory": 24, "count": 2},
                 "interpreters": ["python3", "node", "bash"], "storage": 1024, "region": "us-west-2",
-                "pricing": {"cpu": "0.1/hour", "gpu": "0.5/hour"}, "payout": "0x00000000000000000000000000000000000000aB"
+                "pricing": {"cpu": "0.1/hour", "gpu": "0.5/hour"}, "payout": "0x00000000000000000000000000000000000000aB",
+                "payout_chain_id": 31337, "payout_signature": binding().signature
             })
         );
         // Discovery reads these fields back.
@@ -753,8 +865,11 @@ mod tests {
         let bad: Vec<Result<NodeBuilder>> = vec![
             a.region(""),
             a.region("us west"),
-            a.payout("0x123"),
-            a.payout("0xZZ00000000000000000000000000000000000000"),
+            a.payout("0x123", &binding()),
+            a.payout("0xZZ00000000000000000000000000000000000000", &binding()),
+            a.payout("0x00000000000000000000000000000000000000aB", &PayoutBinding { chain_id: 0, ..binding() }),
+            a.payout("0x00000000000000000000000000000000000000aB", &PayoutBinding { signature: "c2ln".into(), ..binding() }),
+            a.payout("0x00000000000000000000000000000000000000aB", &PayoutBinding { signature: "not base64!".into(), ..binding() }),
             a.endpoint("ftp://x"),
             a.endpoint(""),
             a.interpreters(vec![]),
@@ -790,12 +905,18 @@ mod tests {
         use crate::platform::{HttpResponse, LocalFuture, Platform, WebSocket};
         use std::cell::RefCell;
 
+        /// A registry like the reference broker: it answers a heartbeat for a node it does
+        /// not know with 200, and `registered` is what `/nodes` lists (cleared: a restart
+        /// with an empty database).
         #[derive(Default)]
         struct Fake {
             down: Cell<bool>,
             jobs: RefCell<Vec<Value>>,
             completes: RefCell<Vec<Value>>,
             heartbeats: Cell<u32>,
+            registered: RefCell<Vec<Value>>,
+            registers: Cell<u32>,
+            node_lists: Cell<u32>,
         }
 
         impl Platform for Fake {
@@ -806,7 +927,16 @@ mod tests {
                     let answer = match path {
                         "/health" => json!({"status": "healthy", "worker_id": "AAAA"}),
                         _ if self.down.get() => return Err(Error::network("connection refused")),
-                        "/register" => json!({"node_id": "n1"}),
+                        "/register" => {
+                            self.registers.set(self.registers.get() + 1);
+                            self.registered.borrow_mut().retain(|n| n["id"] != "n1");
+                            self.registered.borrow_mut().push(json!({"id": "n1", "endpoint": body["endpoint"], "capabilities": body["capabilities"], "active": 1}));
+                            json!({"node_id": "n1"})
+                        }
+                        "/nodes" => {
+                            self.node_lists.set(self.node_lists.get() + 1);
+                            json!({"nodes": *self.registered.borrow()})
+                        }
                         "/heartbeat" => {
                             self.heartbeats.set(self.heartbeats.get() + 1);
                             json!({"status": "ok"})
@@ -854,7 +984,7 @@ mod tests {
             local
                 .run_until(async {
                     let node = register(&client, NodeBuilder::new().region("r").unwrap().spec()).await.unwrap();
-                    assert_eq!((node.id(), node.worker_id(), node.endpoint()), ("n1", "AAAA", "http://w:1"));
+                    assert_eq!((node.id().as_str(), node.worker_id(), node.endpoint()), ("n1", "AAAA", "http://w:1"));
                     assert_eq!(node.capabilities()["sandrun_endpoint"], "http://w:1");
                     let o = ListenOptions { heartbeat_interval: 100, poll_interval: 20 };
                     tokio::task::spawn_local(node.start(o).unwrap());
@@ -887,6 +1017,54 @@ mod tests {
                     // A dropped loop future still marks the node stopped.
                     drop(node.start(o).unwrap());
                     assert!(!node.is_running());
+                    node.stop().await;
+                })
+                .await;
+        }
+
+        #[tokio::test(flavor = "current_thread")]
+        async fn a_payout_whose_signature_does_not_verify_is_not_registered() {
+            use base64::Engine;
+            let fake = Rc::new(Fake::default());
+            let config = SandrunConfig { api_endpoint: Some("http://w:1".into()), registry_endpoint: Some("http://reg:2".into()), ..Default::default() };
+            let client = Sandrun::new(config, fake.clone()).unwrap();
+            let sig = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+            let spec = NodeBuilder::new().payout("0x00000000000000000000000000000000000000aB", &PayoutBinding { chain_id: 31337, signature: sig }).unwrap();
+            let e = register(&client, spec.spec()).await.err().expect("refused");
+            assert_eq!(e.code, crate::ErrorCode::InvalidArgument);
+            assert!(e.message.contains("sandrun-payout-v1|31337|0x00000000000000000000000000000000000000ab"), "{}", e.message);
+            assert_eq!(fake.registers.get(), 0, "nothing was registered");
+        }
+
+        #[tokio::test(flavor = "current_thread")]
+        async fn registers_again_when_the_registry_forgets_it() {
+            let fake = Rc::new(Fake::default());
+            let config = SandrunConfig { api_endpoint: Some("http://w:1".into()), registry_endpoint: Some("http://reg:2".into()), ..Default::default() };
+            let client = Sandrun::new(config, fake.clone()).unwrap();
+            let local = tokio::task::LocalSet::new();
+            local
+                .run_until(async {
+                    let node = register(&client, NodeBuilder::new().region("r").unwrap().spec()).await.unwrap();
+                    assert_eq!(fake.registers.get(), 1);
+                    let o = ListenOptions { heartbeat_interval: 100, poll_interval: 20 };
+                    tokio::task::spawn_local(node.start(o).unwrap());
+                    node.started().await;
+                    // The registry restarts with an empty database; heartbeats still get 200.
+                    fake.registered.borrow_mut().clear();
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                    while fake.registered.borrow().is_empty() && std::time::Instant::now() < deadline {
+                        pause(10).await;
+                    }
+                    let listed = fake.registered.borrow().first().cloned().expect("the node registered again");
+                    assert_eq!(fake.registers.get(), 2);
+                    assert_eq!(listed["id"], "n1");
+                    assert_eq!(&listed["capabilities"], node.capabilities(), "same capabilities");
+                    assert_eq!(listed["endpoint"], "http://w:1");
+                    assert_eq!(node.stats().reregistrations, 1);
+                    // Listed again: no more registrations.
+                    pause(500).await;
+                    assert_eq!(fake.registers.get(), 2);
+                    assert!(fake.node_lists.get() >= 2, "the listing is checked periodically");
                     node.stop().await;
                 })
                 .await;

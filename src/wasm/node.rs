@@ -1,7 +1,7 @@
 //! Facade of provider nodes: `NodeBuilder`, `Node`.
 
 use super::convert::{check_keys, err, from_js, to_js};
-use crate::node::{self, ListenOptions, Node as CoreNode, NodeBuilder as CoreNodeBuilder, NodeCapabilities, NodePricing};
+use crate::node::{self, ListenOptions, Node as CoreNode, NodeBuilder as CoreNodeBuilder, NodeCapabilities, NodePricing, PayoutBinding};
 use crate::Sandrun as CoreSandrun;
 use js_sys::{Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -67,9 +67,23 @@ impl NodeBuilder {
         let p: NodePricing = from_js(pricing, "pricing()")?;
         self.next(self.core.pricing(p))
     }
-    /// The address this node's earnings go to: `0x` + 40 hex digits (extension field `payout`).
-    pub fn payout(&self, address: &str) -> Result<NodeBuilder, JsValue> {
-        self.next(self.core.payout(address))
+    /// The address this node's earnings go to (`0x` + 40 hex digits), bound by the worker's
+    /// own Ed25519 signature over `sandrun-payout-v1|<chainId>|<address, lowercase>`
+    /// (base64): payers pay only an address whose binding verifies under the worker's key.
+    /// The signature is checked against the worker's `/health` key at `register()`.
+    /// Extension fields `payout`, `payout_chain_id`, `payout_signature`.
+    pub fn payout(&self, address: &str, #[wasm_bindgen(unchecked_param_type = "PayoutBinding")] binding: JsValue) -> Result<NodeBuilder, JsValue> {
+        if !binding.is_object() {
+            return Err(err(crate::Error::invalid(format!(
+                "payout(address, {{ chainId, signature }}): a payout needs the worker's signature binding it; sign the exact text {:?} \
+                 with the worker's Ed25519 key (its /health worker_id) and pass the base64 signature",
+                crate::chain::payout_message(31337, address)
+                    .replace("|31337|", "|<chainId>|")
+            ))));
+        }
+        check_keys(&binding, &["chainId", "signature"], "payout()")?;
+        let b: PayoutBinding = from_js(binding, "payout()")?;
+        self.next(self.core.payout(address, &b))
     }
     /// The Sandrun worker this node serves from (default: `apiEndpoint`).
     pub fn endpoint(&self, url: &str) -> Result<NodeBuilder, JsValue> {

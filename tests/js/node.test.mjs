@@ -2,8 +2,10 @@
 // registry's jobs on it, report them, stop.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey, sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
 import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Sandrun, SandrunError, Node, NodeBuilder } from '@sandrun/wasm';
@@ -14,8 +16,21 @@ let W0;
 let W1;
 let sandrun;
 const PAYOUT = '0x52908400098527886E0F7030069857D2E4169EE7';
+const CHAIN_ID = 31337;
 const FAST = { heartbeatInterval: 200, pollInterval: 50 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** What worker `i` signs to bind `address` as its payout: its own Ed25519 key (the
+ * devnet keeps it at <data-dir>/worker-<i>/key.pem) over the documented text. */
+function payoutSignature(i, address, chainId = CHAIN_ID) {
+  // The devnet writes PKCS#8 v2 (with the public key), which Node's OpenSSL does not
+  // decode: take the 32-byte seed (after OCTET STRING 04 22 04 20) into a v1 key.
+  const der = Buffer.from(readFileSync(join(net.dataDir, `worker-${i}`, 'key.pem'), 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  const at = der.indexOf(Buffer.from([0x04, 0x22, 0x04, 0x20])) + 4;
+  const v1 = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), der.subarray(at, at + 32)]);
+  const key = createPrivateKey({ key: v1, format: 'der', type: 'pkcs8' });
+  return sign(null, Buffer.from(`sandrun-payout-v1|${chainId}|${address.toLowerCase()}`), key).toString('base64');
+}
 
 before(async () => {
   net = await startDevnet(['--workers', '2', '--no-rate-limit']);
@@ -80,8 +95,13 @@ test('node builders are immutable and validate at the call', () => {
   const bad = [
     () => a.region(''),
     () => a.region('us west'),
-    () => a.payout('0x1234'),
-    () => a.payout('52908400098527886E0F7030069857D2E4169EE7'),
+    () => a.payout('0x1234', { chainId: 1, signature: 'A'.repeat(86) + '==' }),
+    () => a.payout('52908400098527886E0F7030069857D2E4169EE7', { chainId: 1, signature: 'A'.repeat(86) + '==' }),
+    () => a.payout(PAYOUT),
+    () => a.payout(PAYOUT, { chainId: 1 }),
+    () => a.payout(PAYOUT, { chainId: 1, signature: 'c2ln' }),
+    () => a.payout(PAYOUT, { chainId: 0, signature: 'A'.repeat(86) + '==' }),
+    () => a.payout(PAYOUT, { chainId: 1, signature: 'A'.repeat(86) + '==', address: PAYOUT }),
     () => a.endpoint('ftp://example.com'),
     () => a.interpreters([]),
     () => a.interpreters(['ruby']),
@@ -100,25 +120,35 @@ test('node builders are immutable and validate at the call', () => {
     assert.throws(f, (e) => e instanceof SandrunError && e.code === 'INVALID_ARGUMENT', f.toString());
   }
   // The failed calls changed nothing: `a` still registers as a plain node.
-  assert.ok(a.payout(PAYOUT) instanceof NodeBuilder);
+  assert.ok(a.payout(PAYOUT, { chainId: 1, signature: 'A'.repeat(86) + '==' }) instanceof NodeBuilder);
+  // Without a binding the error says how to make one.
+  const e = (() => { try { a.payout(PAYOUT); } catch (x) { return x; } })();
+  assert.match(e.message, /sandrun-payout-v1\|<chainId>\|0x52908400098527886e0f7030069857d2e4169ee7/);
 });
 
 test('register(): the registry lists the node with every field', async () => {
+  // The endpoint defaults to apiEndpoint; interpreters() replaces the default list.
+  const other = await Sandrun.create({ apiEndpoint: W1, registryEndpoint: net.registry }).node().interpreters(['python3', 'sh']).register();
+  assert.equal(other.endpoint, W1);
+  assert.deepEqual(other.capabilities.interpreters, ['python3', 'sh']);
+  assert.equal(other.capabilities.region, null);
+  assert.equal(other.capabilities.payout, null);
+  const signature = payoutSignature(1, PAYOUT);
   const node = await sandrun
     .node()
     .capabilities({ gpu: { type: 'rtx4090', memory: '24GB', count: 2 }, cpu: { cores: 16, memory: '64GB' }, storage: '1TB' })
     .region('us-west-2')
     .pricing({ gpu: '0.5/hour', cpu: '0.1/hour' })
-    .payout(PAYOUT)
-    .endpoint(W0)
+    .payout(PAYOUT, { chainId: CHAIN_ID, signature })
+    .endpoint(W1)
     .register();
   assert.ok(node instanceof Node);
-  assert.equal(node.id, createHash('sha256').update(W0).digest('hex').slice(0, 16));
-  assert.equal(node.endpoint, W0);
-  assert.equal(node.workerId, net.workers[0].worker_id);
+  assert.equal(node.id, createHash('sha256').update(W1).digest('hex').slice(0, 16));
+  assert.equal(node.endpoint, W1);
+  assert.equal(node.workerId, net.workers[1].worker_id);
   const { json } = await reg('/nodes');
   const rec = json.nodes.find((n) => n.id === node.id);
-  assert.equal(rec.endpoint, W0);
+  assert.equal(rec.endpoint, W1);
   assert.equal(rec.active, 1);
   assert.deepEqual(rec.capabilities, {
     cpu_cores: 16,
@@ -129,8 +159,10 @@ test('register(): the registry lists the node with every field', async () => {
     region: 'us-west-2',
     pricing: { gpu: '0.5/hour', cpu: '0.1/hour' },
     payout: PAYOUT,
-    worker_id: net.workers[0].worker_id,
-    sandrun_endpoint: W0,
+    payout_chain_id: CHAIN_ID,
+    payout_signature: signature,
+    worker_id: net.workers[1].worker_id,
+    sandrun_endpoint: W1,
   });
   assert.deepEqual(node.capabilities, rec.capabilities);
   assert.equal(node.stats.running, false);
@@ -138,11 +170,30 @@ test('register(): the registry lists the node with every field', async () => {
   const pool = await sandrun.pool().discover({ gpuType: 'rtx4090', region: 'us-west-2', maxPrice: '0.2/hour' }).join();
   assert.deepEqual(pool.nodes.map((n) => n.id), [node.id]);
   assert.equal(pool.nodes[0].payout, PAYOUT);
-  // The endpoint defaults to apiEndpoint; interpreters() replaces the default list.
-  const other = await Sandrun.create({ apiEndpoint: W1, registryEndpoint: net.registry }).node().interpreters(['python3', 'sh']).register();
-  assert.equal(other.endpoint, W1);
-  assert.deepEqual(other.capabilities.interpreters, ['python3', 'sh']);
-  assert.equal(other.capabilities.region, null);
+});
+
+test('a payout must be bound by the worker\'s own key: another key, chain or address is refused before registering', async () => {
+  const id = createHash('sha256').update(W0).digest('hex').slice(0, 16);
+  const listed = async () => (await reg('/nodes')).json.nodes.find((n) => n.id === id)?.capabilities.payout ?? null;
+  const before = await listed();
+  const attempts = [
+    ['signed by another worker', PAYOUT, { chainId: CHAIN_ID, signature: payoutSignature(1, PAYOUT) }],
+    ['signed for another chain', PAYOUT, { chainId: CHAIN_ID, signature: payoutSignature(0, PAYOUT, 1) }],
+    ['signed for another address', PAYOUT, { chainId: CHAIN_ID, signature: payoutSignature(0, '0x' + '11'.repeat(20)) }],
+    ['not a signature at all', PAYOUT, { chainId: CHAIN_ID, signature: Buffer.alloc(64).toString('base64') }],
+  ];
+  for (const [what, address, binding] of attempts) {
+    const e = await rejectsWith(sandrun.node().endpoint(W0).payout(address, binding).register(), 'INVALID_ARGUMENT', SandrunError);
+    assert.match(e.message, /does not verify under the key of the worker/, what);
+    assert.ok(e.message.includes(`sandrun-payout-v1|${CHAIN_ID}|${address.toLowerCase()}`), `${what}: the error names the text to sign: ${e.message}`);
+    assert.equal(await listed(), before, `${what}: nothing was registered`);
+  }
+  // The worker's own signature goes through; a checksummed address signs as lowercase.
+  // (On W1: the devnet registry then keeps a payout on the record, and later tests
+  // register W0 without one.)
+  const ok = await sandrun.node().endpoint(W1).payout(PAYOUT, { chainId: CHAIN_ID, signature: payoutSignature(1, PAYOUT) }).register();
+  assert.equal(ok.capabilities.payout, PAYOUT);
+  assert.equal((await reg('/nodes')).json.nodes.find((n) => n.id === ok.id).capabilities.payout, PAYOUT);
 });
 
 test('a listening node claims, runs and reports broker jobs, with the signed proof', async () => {
@@ -259,6 +310,54 @@ test('a stopped node does not keep Node.js alive', async () => {
   assert.equal(stats.running, false);
   assert.equal(stats.heartbeats, 1);
   assert.ok(Date.now() - started < 8_000, `the script took ${Date.now() - started} ms to exit`);
+});
+
+/** A TCP port free right now on 127.0.0.1. */
+async function freePort() {
+  const s = createTcpServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+test('a node registers again when the registry restarts with an empty database, keeping its id and capabilities', async () => {
+  // A registry of its own (a devnet without workers) that the test can restart.
+  const port = await freePort();
+  const args = ['--workers', '0', '--port-base', String(port)];
+  let registry = await startDevnet(args);
+  const url = registry.registry;
+  const nodes = async () => (await (await fetch(`${url}/nodes`)).json()).nodes;
+  let node;
+  try {
+    node = await Sandrun.create({ apiEndpoint: W0, registryEndpoint: url }).node().region('eu-west').pricing({ cpu: '0.2/hour' }).register();
+    const first = (await nodes()).find((n) => n.id === node.id);
+    assert.ok(first);
+    await node.startListening(FAST);
+    await registry.stop();
+    registry = await startDevnet(args);
+    assert.equal(registry.registry, url);
+    // The premise: the restarted registry knows nothing, yet answers an unknown node's heartbeat with 200.
+    const hb = await fetch(`${url}/heartbeat`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ node_id: 'not-a-node' }) });
+    assert.equal(hb.status, 200);
+    const until = Date.now() + 15_000;
+    let rec;
+    while (!(rec = (await nodes()).find((n) => n.id === node.id)) && Date.now() < until) await sleep(50);
+    assert.ok(rec, `the node did not register again within 15 s: ${JSON.stringify(node.stats)}`);
+    assert.equal(rec.endpoint, W0);
+    assert.deepEqual(rec.capabilities, first.capabilities, 'same capabilities');
+    while (node.stats.reregistrations < 1 && Date.now() < until) await sleep(10);
+    assert.equal(node.stats.reregistrations, 1);
+    assert.equal(node.id, first.id, 'same node id');
+    // And it serves the new registry's jobs.
+    const { job_id } = await (await fetch(`${url}/submit`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ code: 'print("again")' }) })).json();
+    let res;
+    while ((res = await fetch(`${url}/results/${job_id}`)).status !== 200 && Date.now() < until + 10_000) await sleep(50);
+    assert.equal((await res.json()).output, 'again\n');
+  } finally {
+    await node?.stop();
+    await registry.stop();
+  }
 });
 
 test("the spec's Node Registration example compiles (tsc --strict) and runs unchanged", async () => {

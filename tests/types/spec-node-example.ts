@@ -36,7 +36,7 @@ export async function everyMethod(): Promise<void> {
     .capabilities(caps)
     .region('eu-west')
     .pricing(pricing)
-    .payout('0x52908400098527886E0F7030069857D2E4169EE7')
+    .payout('0x52908400098527886E0F7030069857D2E4169EE7', { chainId: 31337, signature: process.env.SANDRUN_PAYOUT_SIGNATURE ?? '' })
     .endpoint('http://127.0.0.1:7701')
     .interpreters(['python3', 'node', 'bash', 'sh']);
   const node: Node = await builder.register();
