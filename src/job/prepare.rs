@@ -231,14 +231,27 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
             }
             if entrypoint.is_none() {
                 if let Some(j) = job_json(&files.iter().map(|(p, b)| (p.clone(), b.clone())).collect::<Vec<_>>()) {
-                    entrypoint = j["entrypoint"].as_str().map(str::to_string);
+                    // The archive host wrote these: they pass the same checks as the
+                    // builder methods, so a hostile job.json cannot break the manifest.
+                    let from_repo = |e: Error| Error::invalid(format!("repository {url}: its job.json is not usable: {}", e.message));
+                    let mut b = super::JobBuilder::new();
+                    if let Some(e) = j["entrypoint"].as_str() {
+                        b = b.entrypoint(e).map_err(from_repo)?;
+                    }
                     if interpreter.is_none() {
-                        interpreter = j["interpreter"].as_str().map(str::to_string);
+                        if let Some(i) = j["interpreter"].as_str() {
+                            b = b.interpreter(i).map_err(from_repo)?;
+                        }
                     }
                     if args.is_empty() {
                         if let Some(a) = j["args"].as_array() {
-                            args = a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+                            b = b.args(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).map_err(from_repo)?;
                         }
+                    }
+                    entrypoint = b.spec().entrypoint.clone();
+                    interpreter = interpreter.or_else(|| b.spec().interpreter.clone());
+                    if args.is_empty() {
+                        args = b.spec().args.clone();
                     }
                 }
             }

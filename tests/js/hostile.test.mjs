@@ -133,3 +133,18 @@ test('downloadTo() refuses output paths outside the target and writes nothing (d
   assert.deepEqual(readdirSync(parent), [], 'nothing written, not even ok.txt');
   assert.ok(!existsSync(join(parent, 'escaped.txt')));
 });
+
+test('a hostile job.json in a repository passes the builder checks: bad args or interpreter are refused before anything is sent', async () => {
+  const before = await acceptedJobs(worker);
+  for (const [spec, what] of [
+    [{ entrypoint: 'main.py', args: ['a"b'] }, /job\.json.*argument/],
+    [{ entrypoint: 'main.py', interpreter: 'perl' }, /job\.json.*interpreter/],
+    [{ entrypoint: '../escape.py' }, /job\.json/],
+  ]) {
+    const tgz = tarball({ 'main.py': 'print(1)\n', 'job.json': JSON.stringify(spec) }, 'repo');
+    const url = await serve((req, res) => res.end(tgz));
+    const e = await rejectsWith(Sandrun.create({ apiEndpoint: worker }).job().repository(`${url}/repo.tar.gz`).submit(), 'INVALID_ARGUMENT', SandrunError);
+    assert.match(e.message, what);
+  }
+  assert.equal(await acceptedJobs(worker), before, 'nothing was submitted');
+});
