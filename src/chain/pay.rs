@@ -205,7 +205,8 @@ impl PaidJob {
             "state": state,
         });
         let mut e = merge_details(e, details);
-        if e.code != ErrorCode::UserRejected {
+        // A reverted transaction is final (it did nothing); anything else may still land.
+        if e.code != ErrorCode::UserRejected && e.cause.as_deref() != Some(REVERTED) {
             e.message = format!("{}; to settle the escrow later, call sandrun.refund('{}') (error.details.escrow.key)", e.message, self.key());
         }
         e
@@ -240,10 +241,9 @@ impl PaidJob {
         let sent_before = self.sent.borrow().len();
         self.in_flight.set(Some("releasing"));
         let r = self.escrow().release(self.payer, self.key, payees.to_vec(), vec![share; payees.len()]).await;
-        let r = r.map_err(|e| self.stuck(e));
-        self.in_flight.set(None);
         match r {
             Ok((m, credited)) => {
+                self.in_flight.set(None);
                 self.txs.borrow_mut().push(m);
                 *self.credited.borrow_mut() = credited;
                 *self.state.borrow_mut() = "released".into();
@@ -253,6 +253,7 @@ impl PaidJob {
             // payer the funds back now rather than at the deadline. A release whose receipt
             // never came may still be mined, so it is left alone (details say how to settle).
             Err(e) if self.sent.borrow().len() == sent_before || e.cause.as_deref() == Some(REVERTED) => {
+                self.in_flight.set(None);
                 self.settled.set(false);
                 let (message, details) = match self.refund().await {
                     Ok(()) => (format!("the release failed ({}); the payer was refunded", e.message), None),
@@ -260,7 +261,11 @@ impl PaidJob {
                 };
                 Err(Error { details, ..Error::new(ErrorCode::PaymentFailed, message) })
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                let e = self.stuck(e);
+                self.in_flight.set(None);
+                Err(e)
+            }
         }
     }
 

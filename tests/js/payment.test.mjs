@@ -45,6 +45,13 @@ async function gasPaid(hashes) {
   }
   return total;
 }
+/** Plain JSON-RPC to anvil (test control: automine, mine). */
+async function rpc(method, params = []) {
+  const res = await fetch(chain.rpc, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) });
+  const body = await res.json();
+  if (body.error) throw new Error(`${method}: ${body.error.message}`);
+  return body.result;
+}
 const jobsEverywhere = () => Promise.all(W.map((w) => acceptedJobs(w.url))).then((a) => a.reduce((x, y) => x + y, 0));
 
 test('a paid job: escrow opened, result verified, released to the worker\'s payout address', async () => {
@@ -137,18 +144,12 @@ test('estimate() gives price bounds from the workers\' pricing, the timeout, the
 });
 
 test('a receipt that does not come in time leaves the escrow key and hashes in the error; sandrun.refund(key) settles it later, to the wei', async () => {
-  const rpcCall = async (method, params = []) => {
-    const res = await fetch(chain.rpc, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) });
-    const body = await res.json();
-    if (body.error) throw new Error(`${method}: ${body.error.message}`);
-    return body.result;
-  };
   const s = client({ escrow: { address: chain.escrow, chainId: chain.chainId, receiptTimeout: 0.5 } });
   assert.equal(s.config.escrow.receiptTimeout, 0.5);
   const p0 = await balance(payer().address);
   const jobs0 = await jobsEverywhere();
   // Blocks stop coming: the open transaction stays pending, for real.
-  await rpcCall('evm_setAutomine', [false]);
+  await rpc('evm_setAutomine', [false]);
   let e;
   try {
     e = await rejectsWith(s.job().code('print(1)').payment('0.4').submit(), 'TIMEOUT', SandrunError);
@@ -167,8 +168,8 @@ test('a receipt that does not come in time leaves the escrow key and hashes in t
     assert.equal(none.details.state, 'none');
     assert.match(none.message, /still pending/);
   } finally {
-    await rpcCall('evm_mine');
-    await rpcCall('evm_setAutomine', [true]);
+    await rpc('evm_mine');
+    await rpc('evm_setAutomine', [true]);
   }
   const { key } = e.details.escrow;
   const opened = await pub.getTransactionReceipt({ hash: e.details.transactions[0] });
@@ -186,6 +187,29 @@ test('a receipt that does not come in time leaves the escrow key and hashes in t
   const again = await s.refund(key);
   assert.deepEqual([again.state, again.transactions], ['refunded', []]);
   await rejectsWith(s.refund('0x1234'), 'INVALID_ARGUMENT', SandrunError);
+});
+
+test('a release whose receipt does not come in time is left alone (no refund raced behind it); details name it, and refund(key) later says it was released', async () => {
+  const s = client({ escrow: { address: chain.escrow, chainId: chain.chainId, receiptTimeout: 0.5 } });
+  const w0 = await balance(W[0].payout);
+  const ex = await s.job().code('print(1)').payment('0.1').submit();
+  await rpc('evm_setAutomine', [false]);
+  let e;
+  try {
+    e = await rejectsWith(ex.wait(), 'PAYMENT_FAILED', SandrunError);
+    assert.match(e.message, /not mined within 0.5 s/);
+    assert.equal(e.details.state, 'releasing');
+    assert.equal(e.details.transactions.length, 2, 'open, release');
+    assert.equal(e.details.cost.state, 'pending');
+    assert.match(e.details.escrow.key, /^0x[0-9a-f]{64}$/);
+  } finally {
+    await rpc('evm_mine');
+    await rpc('evm_setAutomine', [true]);
+  }
+  assert.equal((await pub.getTransactionReceipt({ hash: e.details.transactions[1] })).status, 'success', 'the release went through after all');
+  assert.equal(await balance(W[0].payout), w0 + parseEther('0.1'));
+  const r = await rejectsWith(s.refund(e.details.escrow.key), 'PAYMENT_FAILED', SandrunError);
+  assert.equal(r.details.state, 'released');
 });
 
 test('RPC URLs in errors show only their origin: an Infura-style key in the path or query never appears', async () => {
