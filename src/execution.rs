@@ -502,7 +502,12 @@ impl JobExecution {
     /// `outputs()` patterns (all without patterns), never the SDK's stdout capture.
     fn selected_outputs<'a>(&self, paths: impl Iterator<Item = &'a str>) -> Vec<String> {
         let job = &self.inner.job;
-        paths.filter(|p| job.stdout_file.as_deref() != Some(*p) && selected_by(&job.outputs, p)).map(str::to_string).collect()
+        // The SDK's own files (the launcher and the stdout capture) are not the job's outputs.
+        let launcher = (job.entrypoint != job.user_entrypoint).then_some(job.entrypoint.as_str());
+        paths
+            .filter(|p| job.stdout_file.as_deref() != Some(*p) && launcher != Some(*p) && selected_by(&job.outputs, p))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Stream one output into `temp`, checking its size and hash; on a mismatch the file

@@ -421,7 +421,7 @@ impl JobExecution {
     /// file fails the call (before anything is written) unless `options.overwrite`.
     /// A paid job is settled, and `onResult`/`onError` run, as for `download()`.
     #[wasm_bindgen(js_name = downloadTo, unchecked_return_type = "Promise<void>")]
-    pub fn download_to(&self, path: String, #[wasm_bindgen(unchecked_param_type = "DownloadToOptions")] options: Option<js_sys::Object>) -> Promise {
+    pub fn download_to(&self, path: String, #[wasm_bindgen(unchecked_optional_param_type = "DownloadToOptions")] options: Option<js_sys::Object>) -> Promise {
         let (core, client, ctx, payment) = (self.core.clone(), self.client.clone(), self.context("downloadTo"), self.payment.clone());
         future_to_promise(async move {
             let opts = download_to_options(options)?;

@@ -75,6 +75,15 @@ fn error_from_js(v: &JsValue, who: &str) -> Error {
             let mut e = Error::new(code, js_message(v));
             e.status = Reflect::get(v, &"status".into()).ok().and_then(|s| s.as_f64()).map(|s| s as u16);
             e.retry_after_ms = Reflect::get(v, &"retryAfterMs".into()).ok().and_then(|s| s.as_f64()).map(|s| s as u64);
+            // An onError hook that returns the error it was given must not strip what the
+            // caller needs to act on it (an escrow key to refund, every replica's outcome).
+            e.details = Reflect::get(v, &"details".into())
+                .ok()
+                .filter(|d| !d.is_undefined() && !d.is_null())
+                .and_then(|d| serde_wasm_bindgen::from_value::<serde_json::Value>(d).ok());
+            e.cause = Reflect::get(v, &"cause".into()).ok().filter(|c| !c.is_undefined() && !c.is_null()).map(|c| {
+                c.as_string().unwrap_or_else(|| js_message(&c))
+            });
             e
         }
         None => Error::new(ErrorCode::PluginFailed, format!("{who} threw: {}", js_message(v))),
