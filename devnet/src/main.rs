@@ -7,6 +7,7 @@
 //! SIGINT/SIGTERM, then stops the workers, which kill their jobs' process groups.
 
 mod chain;
+mod cli;
 mod exec;
 mod http;
 mod manifest;
@@ -19,161 +20,11 @@ mod ws;
 
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+use clap::Parser;
+use cli::{Cli, Common, NetArgs, Sub, WorkerArgs};
 use worker::{Fault, WorkerConfig};
-
-const USAGE: &str = "\
-sandrun-devnet: a local Sandrun network (workers + registry)
-
-USAGE: sandrun-devnet [FLAGS]
-
-  --workers N            number of workers (default 3)
-  --json                 print exactly one JSON line on stdout once ready
-  --data-dir DIR         keys and jobs (default .devnet-data)
-  --port-base N          fixed ports: workers N, N+1, ..., registry after them
-  --fault INDEX=MODE     wrong-output | bad-signature | anonymous | slow | crash | 429 | relay |
-                         relay-key | stdout-lie | hijack-payout (repeatable)
-  --slow-ms MS           added latency of the `slow` fault (default 1500)
-  --capabilities INDEX=JSON   merged into that worker's registry capabilities (repeatable)
-  --job-timeout SECS     wall timeout per job (default 300)
-  --job-ttl SECS         jobs are deleted this long after submission (default 360)
-  --cpu-limit SECS       RLIMIT_CPU per job (default 10; 0 = none)
-  --memory-mb MB         memory limit per job (default 512; 0 = none)
-  --output-cap BYTES     cap on captured stdout and stderr each (default 10485760)
-  --max-body-mb MB       largest accepted request body (default 100)
-  --max-active N         rate limit: active jobs per client IP (default 2)
-  --jobs-per-hour N      rate limit: accepted jobs per client IP per sliding hour (default 20)
-  --cpu-per-minute SECS  rate limit: CPU seconds per client IP per sliding minute (default 10)
-  --no-rate-limit        disable the three limits above
-  --concurrency K        jobs run at once per worker (default 1)
-  --reference-timing     reproduce the reference's 1 s queue poll and blocking endpoints
-  --no-netns             do not put jobs in a private network namespace
-  --node-timeout SECS    registry: node inactive after this long without heartbeat (default 60)
-  --unchecked-registry   registry accepts any /register, like the reference broker (no payout
-                         signature or record takeover checks)
-  --heartbeat SECS       worker heartbeat interval (default 10)
-  --chain                also start anvil with the escrow and a test ERC-20 deployed, accounts
-                         funded, and a payout address per worker (JSON line: \"chain\", \"payout\")
-  --anvil PATH           the anvil binary (default: node_modules/.bin/anvil from @foundry-rs/anvil)
-  -h, --help             this text
-";
-
-/// Flags shared by the orchestrator and its workers.
-#[derive(Clone, Debug)]
-struct Common {
-    data_dir: PathBuf,
-    job_timeout: f64,
-    job_ttl: f64,
-    cpu_limit: u64,
-    memory_mb: u64,
-    output_cap: usize,
-    max_body_mb: f64,
-    max_active: usize,
-    jobs_per_hour: usize,
-    cpu_per_minute: f64,
-    rate_limit: bool,
-    concurrency: usize,
-    reference_timing: bool,
-    netns: bool,
-    slow_ms: u64,
-    heartbeat: u64,
-}
-
-impl Default for Common {
-    fn default() -> Self {
-        Common {
-            data_dir: PathBuf::from(".devnet-data"),
-            job_timeout: 300.0,
-            job_ttl: 360.0,
-            cpu_limit: 10,
-            memory_mb: 512,
-            output_cap: 10 << 20,
-            max_body_mb: 100.0,
-            max_active: 2,
-            jobs_per_hour: 20,
-            cpu_per_minute: 10.0,
-            rate_limit: true,
-            concurrency: 1,
-            reference_timing: false,
-            netns: true,
-            slow_ms: 1500,
-            heartbeat: 10,
-        }
-    }
-}
-
-impl Common {
-    /// Handles one shared flag; returns false if `flag` is not one of them.
-    fn take(&mut self, flag: &str, next: &mut dyn FnMut() -> String) -> bool {
-        fn num<T: std::str::FromStr>(flag: &str, v: String) -> T {
-            v.parse().unwrap_or_else(|_| die(&format!("{flag}: not a number: {v}")))
-        }
-        match flag {
-            "--data-dir" => self.data_dir = PathBuf::from(next()),
-            "--job-timeout" => self.job_timeout = num(flag, next()),
-            "--job-ttl" => self.job_ttl = num(flag, next()),
-            "--cpu-limit" => self.cpu_limit = num(flag, next()),
-            "--memory-mb" => self.memory_mb = num(flag, next()),
-            "--output-cap" => self.output_cap = num(flag, next()),
-            "--max-body-mb" => self.max_body_mb = num(flag, next()),
-            "--max-active" => self.max_active = num(flag, next()),
-            "--jobs-per-hour" => self.jobs_per_hour = num(flag, next()),
-            "--cpu-per-minute" => self.cpu_per_minute = num(flag, next()),
-            "--no-rate-limit" => self.rate_limit = false,
-            "--concurrency" => self.concurrency = num::<usize>(flag, next()).max(1),
-            "--reference-timing" => self.reference_timing = true,
-            "--no-netns" => self.netns = false,
-            "--slow-ms" => self.slow_ms = num(flag, next()),
-            "--heartbeat" => self.heartbeat = num(flag, next()),
-            _ => return false,
-        }
-        true
-    }
-
-    /// The same settings as worker command-line flags.
-    fn to_args(&self) -> Vec<String> {
-        let mut a = vec![
-            "--data-dir".into(),
-            self.data_dir.display().to_string(),
-            "--job-timeout".into(),
-            self.job_timeout.to_string(),
-            "--job-ttl".into(),
-            self.job_ttl.to_string(),
-            "--cpu-limit".into(),
-            self.cpu_limit.to_string(),
-            "--memory-mb".into(),
-            self.memory_mb.to_string(),
-            "--output-cap".into(),
-            self.output_cap.to_string(),
-            "--max-body-mb".into(),
-            self.max_body_mb.to_string(),
-            "--max-active".into(),
-            self.max_active.to_string(),
-            "--jobs-per-hour".into(),
-            self.jobs_per_hour.to_string(),
-            "--cpu-per-minute".into(),
-            self.cpu_per_minute.to_string(),
-            "--concurrency".into(),
-            self.concurrency.to_string(),
-            "--slow-ms".into(),
-            self.slow_ms.to_string(),
-            "--heartbeat".into(),
-            self.heartbeat.to_string(),
-        ];
-        if !self.rate_limit {
-            a.push("--no-rate-limit".into());
-        }
-        if self.reference_timing {
-            a.push("--reference-timing".into());
-        }
-        if !self.netns {
-            a.push("--no-netns".into());
-        }
-        a
-    }
-}
 
 fn die(msg: &str) -> ! {
     eprintln!("sandrun-devnet: {msg}");
@@ -189,11 +40,10 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("worker") {
-        worker_main(&args[1..]);
-    } else {
-        orchestrator_main(&args);
+    let cli = Cli::parse();
+    match cli.worker {
+        Some(Sub::Worker(w)) => worker_main(w),
+        None => orchestrator_main(cli.net, cli.common),
     }
 }
 
@@ -228,62 +78,9 @@ impl Services {
     }
 }
 
-fn orchestrator_main(args: &[String]) {
-    let mut common = Common::default();
-    let mut workers = 3usize;
-    let mut json = false;
-    let mut port_base: Option<u16> = None;
-    let mut faults: Vec<(usize, Fault)> = Vec::new();
-    let mut caps: Vec<(usize, serde_json::Value)> = Vec::new();
-    let mut node_timeout = 60u64;
-    let mut with_chain = false;
-    let mut checked_registry = true;
-    let mut anvil: Option<std::path::PathBuf> = None;
-    let mut it = args.iter().cloned();
-    while let Some(flag) = it.next() {
-        let mut next = || it.next().unwrap_or_else(|| die(&format!("{flag} needs a value")));
-        if common.take(&flag, &mut next) {
-            continue;
-        }
-        match flag.as_str() {
-            "--workers" => workers = next().parse().unwrap_or_else(|_| die("--workers: not a number")),
-            "--json" => json = true,
-            "--chain" => with_chain = true,
-            "--unchecked-registry" => checked_registry = false,
-            "--anvil" => anvil = Some(next().into()),
-            "--port-base" => port_base = Some(next().parse().unwrap_or_else(|_| die("--port-base: not a port"))),
-            "--node-timeout" => node_timeout = next().parse().unwrap_or_else(|_| die("--node-timeout: not a number")),
-            "--fault" => {
-                let v = next();
-                let (i, m) = v.split_once('=').unwrap_or_else(|| die("--fault wants INDEX=MODE"));
-                let i: usize = i.parse().unwrap_or_else(|_| die("--fault: bad index"));
-                let f = Fault::parse(m).unwrap_or_else(|| die(&format!("--fault: unknown mode {m}")));
-                faults.push((i, f));
-            }
-            "--capabilities" => {
-                let v = next();
-                let (i, j) = v.split_once('=').unwrap_or_else(|| die("--capabilities wants INDEX=JSON"));
-                let i: usize = i.parse().unwrap_or_else(|_| die("--capabilities: bad index"));
-                let j: serde_json::Value = serde_json::from_str(j).unwrap_or_else(|_| die("--capabilities: bad JSON"));
-                caps.push((i, j));
-            }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return;
-            }
-            other => die(&format!("unknown flag {other} (see --help)")),
-        }
-    }
-    for i in faults.iter().map(|(i, _)| *i).chain(caps.iter().map(|(i, _)| *i)) {
-        if i >= workers {
-            die(&format!("worker index {i} out of range (0..{workers})"));
-        }
-    }
-    for (i, f) in &faults {
-        if *i == 0 && (f.relays() || *f == Fault::HijackPayout) {
-            die(&format!("--fault {i}={}: this fault targets worker 0; give it to another worker", f.name()));
-        }
-    }
+fn orchestrator_main(net: NetArgs, mut common: Common) {
+    net.check().unwrap_or_else(|e| die(&e));
+    let NetArgs { workers, json, port_base, faults, capabilities: caps, node_timeout, checked_registry, chain: with_chain, anvil } = net;
     std::fs::create_dir_all(&common.data_dir).unwrap_or_else(|e| die(&format!("data dir: {e}")));
     common.data_dir = std::fs::canonicalize(&common.data_dir).unwrap_or_else(|e| die(&format!("data dir: {e}")));
 
@@ -467,37 +264,9 @@ fn orchestrator_main(args: &[String]) {
     });
 }
 
-fn worker_main(args: &[String]) {
-    let mut common = Common::default();
-    let mut index = 0usize;
-    let mut listen_fd: Option<i32> = None;
-    let mut port: u16 = 0;
-    let mut registry: Option<String> = None;
-    let mut fault = None;
-    let mut worker0 = None;
-    let mut caps = serde_json::json!({});
-    let mut it = args.iter().cloned();
-    while let Some(flag) = it.next() {
-        let mut next = || it.next().unwrap_or_else(|| die(&format!("{flag} needs a value")));
-        if common.take(&flag, &mut next) {
-            continue;
-        }
-        match flag.as_str() {
-            "--index" => index = next().parse().unwrap_or_else(|_| die("--index")),
-            "--listen-fd" => listen_fd = Some(next().parse().unwrap_or_else(|_| die("--listen-fd"))),
-            "--port" => port = next().parse().unwrap_or_else(|_| die("--port")),
-            "--registry" => registry = Some(next()),
-            "--worker0" => worker0 = Some(next()),
-            "--fault" => fault = Some(Fault::parse(&next()).unwrap_or_else(|| die("--fault: unknown mode"))),
-            "--capabilities" => {
-                let v: serde_json::Value = serde_json::from_str(&next()).unwrap_or_else(|_| die("--capabilities"));
-                if let (Some(a), Some(b)) = (caps.as_object_mut(), v.as_object()) {
-                    a.extend(b.clone());
-                }
-            }
-            other => die(&format!("worker: unknown flag {other}")),
-        }
-    }
+fn worker_main(args: WorkerArgs) {
+    let caps = args.merged_capabilities();
+    let WorkerArgs { index, listen_fd, port, registry, worker0, fault, common, .. } = args;
     let cfg = WorkerConfig {
         index,
         dir: common.data_dir.join(format!("worker-{index}")),
@@ -507,7 +276,7 @@ fn worker_main(args: &[String]) {
         max_active: common.max_active,
         jobs_per_hour: common.jobs_per_hour,
         cpu_per_minute: common.cpu_per_minute,
-        concurrency: common.concurrency,
+        concurrency: common.concurrency.max(1),
         reference_timing: common.reference_timing,
         fault,
         slow_ms: common.slow_ms,

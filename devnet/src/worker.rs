@@ -40,6 +40,19 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Every mode, in the order `--help` lists them.
+    pub const ALL: [Fault; 10] = [
+        Fault::WrongOutput,
+        Fault::BadSignature,
+        Fault::Anonymous,
+        Fault::Slow,
+        Fault::Crash,
+        Fault::Reject429,
+        Fault::Relay,
+        Fault::RelayKey,
+        Fault::StdoutLie,
+        Fault::HijackPayout,
+    ];
     /// Parses the CLI / admin spelling.
     pub fn parse(s: &str) -> Option<Fault> {
         Some(match s {
