@@ -75,7 +75,7 @@ test('output files: outputs patterns, download() checks bytes, downloadTo() writ
   assert.ok(!existsSync(join(dir, 'skip.log')));
   // Without patterns every file of the job directory is an output, inputs included.
   const all = await sandrun.job().code('open("a.txt","w").write("a")').file('data/in.csv', 'x,y\n').submit().then((e) => e.download());
-  assert.deepEqual(all.files.map((f) => f.path).sort(), ['a.txt', 'data/in.csv', 'main.py']);
+  assert.deepEqual(all.files.map((f) => f.path).sort(), ['_sandrun_run.py', '_sandrun_stdout.txt', 'a.txt', 'data/in.csv', 'main.py']);
 });
 
 test('logs() streams the job live and loses nothing', async () => {

@@ -100,6 +100,7 @@ test('consensus("2-of-3") without a pool discovers workers from the registry', a
 
 test('a crashing worker is replaced, and the result says so', async () => {
   const pool = await sandrun.pool().nodes([W.crash, W.a, W.b, W.c]).consensus('3-of-3').join();
+  assert.equal(pool.nodes[0].endpoint, W.crash, JSON.stringify(pool.excluded));
   const r = await sandrun.job().code('import time\ntime.sleep(0.5)\nprint("done")').with(pool).submit().then((e) => e.wait());
   assert.equal(r.stdout, 'done\n');
   const reps = r.proof.consensus.replicas;
