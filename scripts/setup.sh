@@ -30,6 +30,19 @@ if [ ! -d node_modules/typescript ] || [ package-lock.json -nt node_modules/.pac
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+# The tests' own npm projects (their installs are kept in their node_modules): other
+# runtimes (Node 22/24, Bun, Deno: binaries inside npm packages), and the bundlers and
+# package linters of the packaging tests. Only for the tests (--browser): npm start needs none.
+if [ "$want_browser" = 1 ]; then
+  for dir in tests/runtimes tests/pack; do
+    [ -f "$dir/package-lock.json" ] || continue
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+      echo "setup: installing npm packages of $dir"
+      npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+    fi
+  done
+fi
+
 if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   echo "setup: installing Chromium (Debian package) for the browser tests"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
