@@ -77,10 +77,16 @@ pub struct SandrunConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub registry_endpoint: Option<String>,
-    /// A trustless IPFS gateway.
+    /// A trustless IPFS gateway (`/ipfs/{cid}?format=car|raw`): `ipfs://` inputs and
+    /// `ipfs().cat/ls/get` read through it, every block checked against its CID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub ipfs_gateway: Option<String>,
+    /// A Kubo RPC endpoint (`/api/v0/add`) that `ipfs().add()` and `publish()` add
+    /// through (SDK extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub ipfs_api: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub authentication: Option<AuthConfig>,
@@ -119,6 +125,7 @@ impl SandrunConfig {
         check_url("apiEndpoint", &self.api_endpoint)?;
         check_url("registryEndpoint", &self.registry_endpoint)?;
         check_url("ipfsGateway", &self.ipfs_gateway)?;
+        check_url("ipfsApi", &self.ipfs_api)?;
         if let Some(d) = &self.defaults {
             if let Some(t) = d.timeout {
                 if !(t.is_finite() && t > 0.0) {
@@ -160,6 +167,7 @@ impl SandrunConfig {
             api_endpoint: partial.api_endpoint.clone().or_else(|| self.api_endpoint.clone()),
             registry_endpoint: partial.registry_endpoint.clone().or_else(|| self.registry_endpoint.clone()),
             ipfs_gateway: partial.ipfs_gateway.clone().or_else(|| self.ipfs_gateway.clone()),
+            ipfs_api: partial.ipfs_api.clone().or_else(|| self.ipfs_api.clone()),
             authentication: partial.authentication.clone().or_else(|| self.authentication.clone()),
             defaults,
             escrow: partial.escrow.clone().or_else(|| self.escrow.clone()),

@@ -360,6 +360,7 @@ impl JobExecution {
                 .collect(),
             cpu_seconds: meta.cpu_seconds,
             memory_mb: meta.memory_peak_mb,
+            ipfs: None,
         };
         if verify && !verified {
             let failed: Vec<String> = proof.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();

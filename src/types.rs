@@ -303,6 +303,32 @@ pub struct JobResult {
     /// CPU seconds (2 decimals, as the worker reports it).
     pub cpu_seconds: f64,
     pub memory_mb: u64,
+    /// Where the outputs were published to IPFS (jobs built with `publish()`, after
+    /// `download()` verified them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub ipfs: Option<PublishedOutputs>,
+}
+
+/// A job's outputs on IPFS (`JobResult.ipfs`): every CID computed by the SDK from the
+/// verified bytes and equal to the one the IPFS node answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedOutputs {
+    /// The directory holding the published files (`ipfs://<root>/<path>`).
+    pub root: String,
+    pub files: Vec<PublishedFile>,
+}
+
+/// One published output file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedFile {
+    pub path: String,
+    pub cid: String,
+    pub size: u64,
 }
 
 /// A cost and time estimate (spec: `JobEstimate`).

@@ -68,6 +68,7 @@ fn receipt_of(v: &JsValue) -> crate::Result<Receipt> {
         files: r.files.into_iter().map(|f| OutputFile { path: f.path, size: 0, sha256: f.sha256, bytes: None }).collect(),
         cpu_seconds: 0.0,
         memory_mb: 0,
+        ipfs: None,
     };
     Receipt::from_result(&result)
 }
