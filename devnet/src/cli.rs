@@ -73,6 +73,14 @@ pub struct NetArgs {
     /// the anvil binary [default: node_modules/.bin/anvil from @foundry-rs/anvil]
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub anvil: Option<PathBuf>,
+    /// also start a local IPFS node (Helia's UnixFS from npm): a Kubo RPC /api/v0/add and a
+    /// trustless gateway (JSON line: "ipfs")
+    #[arg(long)]
+    pub ipfs: bool,
+    /// the IPFS node misbehaves (implies --ipfs); MODE: tamper (the gateway serves wrong bytes
+    /// for every block) | wrong-cid (add answers the CID of other bytes)
+    #[arg(long, value_name = "MODE", value_parser = ["tamper", "wrong-cid"], allow_hyphen_values = true)]
+    pub ipfs_fault: Option<String>,
 }
 
 impl NetArgs {
@@ -288,6 +296,7 @@ mod tests {
         assert_eq!((n.workers, n.json, n.port_base, n.node_timeout), (3, false, None, 60));
         assert!(n.faults.is_empty() && n.capabilities.is_empty());
         assert!(n.checked_registry && !n.chain && n.anvil.is_none());
+        assert!(!n.ipfs && n.ipfs_fault.is_none());
         assert_eq!(c.data_dir, PathBuf::from(".devnet-data"));
         assert_eq!((c.job_timeout, c.job_ttl, c.cpu_limit, c.memory_mb), (300.0, 360.0, 10, 512));
         assert_eq!((c.output_cap, c.max_body_mb, c.max_active, c.jobs_per_hour), (10_485_760, 100.0, 2, 20));
@@ -439,5 +448,16 @@ mod tests {
             Some(Sub::Worker(w)) => assert_eq!(w.common, d),
             None => panic!("not a worker"),
         }
+    }
+
+    #[test]
+    fn ipfs_flags() {
+        let (n, _) = net(&["--ipfs"]);
+        assert!(n.ipfs && n.ipfs_fault.is_none());
+        let (n, _) = net(&["--ipfs-fault", "tamper"]);
+        assert_eq!(n.ipfs_fault.as_deref(), Some("tamper"));
+        let (n, _) = net(&["--ipfs-fault", "wrong-cid", "--ipfs"]);
+        assert_eq!(n.ipfs_fault.as_deref(), Some("wrong-cid"));
+        assert!(error(&["--ipfs-fault", "melt"]).contains("melt"));
     }
 }

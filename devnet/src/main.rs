@@ -11,6 +11,7 @@ mod chain;
 mod cli;
 mod exec;
 mod http;
+mod ipfs;
 mod manifest;
 mod orchestrator;
 mod registry;

@@ -18,6 +18,8 @@ struct Services {
     /// With `--chain`: each worker's payout address (same order as `workers`) and the chain.
     payouts: Vec<String>,
     chain: Option<String>,
+    /// With `--ipfs`: the node's `{"api","gateway"}`.
+    ipfs: Option<String>,
 }
 
 impl Services {
@@ -35,10 +37,15 @@ impl Services {
                 }
             })
             .collect();
-        match &self.chain {
-            Some(c) => format!("{{\"workers\":[{}],\"registry\":\"{}\",\"chain\":{c}}}", ws.join(","), self.registry),
-            None => format!("{{\"workers\":[{}],\"registry\":\"{}\"}}", ws.join(","), self.registry),
+        let mut line = format!("{{\"workers\":[{}],\"registry\":\"{}\"", ws.join(","), self.registry);
+        if let Some(c) = &self.chain {
+            line.push_str(&format!(",\"chain\":{c}"));
         }
+        if let Some(i) = &self.ipfs {
+            line.push_str(&format!(",\"ipfs\":{i}"));
+        }
+        line.push('}');
+        line
     }
 }
 
@@ -46,7 +53,7 @@ impl Services {
 /// returns.
 pub fn run(net: NetArgs, mut common: Common) {
     net.check().unwrap_or_else(|e| die(&e));
-    let NetArgs { workers, json, port_base, faults, capabilities: caps, node_timeout, checked_registry, chain: with_chain, anvil } = net;
+    let NetArgs { workers, json, port_base, faults, capabilities: caps, node_timeout, checked_registry, chain: with_chain, anvil, ipfs: with_ipfs, ipfs_fault } = net;
     std::fs::create_dir_all(&common.data_dir).unwrap_or_else(|e| die(&format!("data dir: {e}")));
     common.data_dir = std::fs::canonicalize(&common.data_dir).unwrap_or_else(|e| die(&format!("data dir: {e}")));
 
@@ -69,6 +76,13 @@ pub fn run(net: NetArgs, mut common: Common) {
             let c = chain::start(&bin, &common.data_dir, port, (workers + 5).max(10)).await.unwrap_or_else(|e| die(&format!("--chain: {e}")));
             payouts = (0..workers).map(|i| c.accounts[c.accounts.len() - 1 - i].0.clone()).collect();
             chain = Some(c);
+        }
+
+        // IPFS: after the chain's port (api base+N+2, gateway base+N+3 with --port-base).
+        let mut ipfs_node = None;
+        if with_ipfs || ipfs_fault.is_some() {
+            let (a, g) = port_base.map(|b| (b + workers as u16 + 2, b + workers as u16 + 3)).unwrap_or((0, 0));
+            ipfs_node = Some(crate::ipfs::start(a, g, ipfs_fault.as_deref()).await.unwrap_or_else(|e| die(&format!("--ipfs: {e}"))));
         }
 
         let exe = std::env::current_exe().unwrap_or_else(|e| die(&format!("current_exe: {e}")));
@@ -165,6 +179,7 @@ pub fn run(net: NetArgs, mut common: Common) {
             registry: format!("http://{reg_addr}"),
             payouts: payouts.clone(),
             chain: chain.as_ref().map(|c| c.to_json()),
+            ipfs: ipfs_node.as_ref().map(|i| i.to_json()),
         };
         if json {
             use std::io::Write;
@@ -184,6 +199,9 @@ pub fn run(net: NetArgs, mut common: Common) {
             println!("  registry: {}", services.registry);
             if let Some(c) = &chain {
                 println!("  chain: {} (chain id {}), escrow {}, test token {}", c.rpc, c.chain_id, c.escrow, c.token);
+            }
+            if let Some(i) = &ipfs_node {
+                println!("  ipfs: api {}, gateway {}{}", i.api, i.gateway, ipfs_fault.as_deref().map(|f| format!("  fault {f}")).unwrap_or_default());
             }
             println!("  data dir: {}", common.data_dir.display());
         }
@@ -208,6 +226,9 @@ pub fn run(net: NetArgs, mut common: Common) {
         eprintln!("sandrun-devnet: stopping");
         if let Some(c) = chain.as_mut() {
             c.stop();
+        }
+        if let Some(i) = ipfs_node.as_mut() {
+            i.stop();
         }
         for c in children.iter() {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
