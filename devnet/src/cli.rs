@@ -59,6 +59,11 @@ pub struct NetArgs {
     /// JSON object merged into that worker's registry capabilities (repeatable)
     #[arg(long = "capabilities", value_name = "INDEX=JSON", value_parser = indexed_json, allow_hyphen_values = true)]
     pub capabilities: Vec<(usize, serde_json::Value)>,
+    /// worker INDEX declares GPUs in its registry entry (repeatable, one per worker):
+    /// TYPE:MEMORY_GB:COUNT, e.g. 1=a100:40:4; its jobs see CUDA_VISIBLE_DEVICES=0..COUNT-1.
+    /// With any --gpu, workers without one declare no GPU (no simulated nvidia-t4)
+    #[arg(long = "gpu", value_name = "INDEX=TYPE:MEMORY_GB:COUNT", value_parser = indexed_gpu, allow_hyphen_values = true)]
+    pub gpus: Vec<(usize, serde_json::Value)>,
     /// registry: node inactive after this long without heartbeat
     #[arg(long, value_name = "SECS", default_value_t = 60, allow_hyphen_values = true)]
     pub node_timeout: u64,
@@ -88,9 +93,14 @@ impl NetArgs {
     /// aimed at worker 0 are given to another worker.
     pub fn check(&self) -> Result<(), String> {
         let workers = self.workers;
-        for i in self.faults.iter().map(|(i, _)| *i).chain(self.capabilities.iter().map(|(i, _)| *i)) {
+        for i in self.faults.iter().map(|(i, _)| *i).chain(self.capabilities.iter().map(|(i, _)| *i)).chain(self.gpus.iter().map(|(i, _)| *i)) {
             if i >= workers {
                 return Err(format!("worker index {i} out of range (0..{workers})"));
+            }
+        }
+        for (k, (i, _)) in self.gpus.iter().enumerate() {
+            if self.gpus[..k].iter().any(|(j, _)| j == i) {
+                return Err(format!("--gpu {i}=...: worker {i} is given GPUs twice (one --gpu per worker)"));
             }
         }
         for (i, f) in &self.faults {
@@ -261,6 +271,22 @@ fn indexed_fault(s: &str) -> Result<(usize, Fault), String> {
     Ok((index(i)?, fault(m)?))
 }
 
+/// `INDEX=TYPE:MEMORY_GB:COUNT`, e.g. `1=a100:40:4`, as the registry entry's `gpu` object
+/// (`{"type": "a100", "memory": 40, "count": 4}`: memory in GB per GPU).
+fn indexed_gpu(s: &str) -> Result<(usize, serde_json::Value), String> {
+    let bad = || format!("wants INDEX=TYPE:MEMORY_GB:COUNT, e.g. 1=a100:40:4, got {s:?}");
+    let (i, spec) = s.split_once('=').ok_or_else(bad)?;
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [kind, mem, count] = parts[..] else { return Err(bad()) };
+    let memory: f64 = mem.parse().ok().filter(|m: &f64| m.is_finite() && *m > 0.0).ok_or_else(|| format!("--gpu {s}: MEMORY_GB {mem:?} must be a positive number of GB"))?;
+    let count: u32 = count.parse().ok().filter(|c| *c >= 1).ok_or_else(|| format!("--gpu {s}: COUNT {count:?} must be a whole number >= 1"))?;
+    if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(format!("--gpu {s}: TYPE {kind:?} must be letters, digits, '-', '_' or '.'"));
+    }
+    let memory = if memory.fract() == 0.0 { serde_json::json!(memory as u64) } else { serde_json::json!(memory) };
+    Ok((index(i)?, serde_json::json!({"type": kind, "memory": memory, "count": count})))
+}
+
 /// `INDEX=JSON`, e.g. `2={"region":"ap-south"}`.
 fn indexed_json(s: &str) -> Result<(usize, serde_json::Value), String> {
     let (i, j) = s.split_once('=').ok_or("wants INDEX=JSON, e.g. 2={\"region\":\"ap-south\"}")?;
@@ -294,7 +320,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let (n, c) = net(&[]);
         assert_eq!((n.workers, n.json, n.port_base, n.node_timeout), (3, false, None, 60));
-        assert!(n.faults.is_empty() && n.capabilities.is_empty());
+        assert!(n.faults.is_empty() && n.capabilities.is_empty() && n.gpus.is_empty());
         assert!(n.checked_registry && !n.chain && n.anvil.is_none());
         assert!(!n.ipfs && n.ipfs_fault.is_none());
         assert_eq!(c.data_dir, PathBuf::from(".devnet-data"));
@@ -459,5 +485,20 @@ mod tests {
         let (n, _) = net(&["--ipfs-fault", "wrong-cid", "--ipfs"]);
         assert_eq!(n.ipfs_fault.as_deref(), Some("wrong-cid"));
         assert!(error(&["--ipfs-fault", "melt"]).contains("melt"));
+    }
+
+    #[test]
+    fn gpu_flags_become_registry_gpu_objects() {
+        let (n, _) = net(&["--workers", "3", "--gpu", "0=a100:40:4", "--gpu", "2=rtx4090:24:2", "--gpu", "1=t4:7.5:1"]);
+        assert_eq!(n.gpus[0], (0, serde_json::json!({"type": "a100", "memory": 40, "count": 4})));
+        assert_eq!(n.gpus[2], (1, serde_json::json!({"type": "t4", "memory": 7.5, "count": 1})));
+        assert!(n.check().is_ok());
+        for (bad, says) in [("1=a100:40", "TYPE:MEMORY_GB:COUNT"), ("1=a100:0:1", "MEMORY_GB"), ("1=a100:40:0", "COUNT"), ("1=a 100:40:1", "TYPE"), ("x=a100:1:1", "bad index")] {
+            assert!(error(&["--gpu", bad]).contains(says), "{bad}");
+        }
+        let (n, _) = net(&["--workers", "2", "--gpu", "1=a100:40:1", "--gpu", "1=t4:16:1"]);
+        assert!(n.check().unwrap_err().contains("twice"));
+        let (n, _) = net(&["--workers", "2", "--gpu", "2=a100:40:1"]);
+        assert!(n.check().unwrap_err().contains("out of range"));
     }
 }

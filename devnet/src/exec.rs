@@ -22,6 +22,8 @@ pub struct ExecSpec {
     pub netns: bool,
     /// Fault `crash`: start the job, then kill it and exit the whole worker process.
     pub crash: bool,
+    /// Extra environment for the job (a GPU worker's CUDA_VISIBLE_DEVICES, ...).
+    pub env: Vec<(String, String)>,
 }
 
 /// Accounting of a finished job.
@@ -83,6 +85,7 @@ pub fn run(spec: &ExecSpec, stdout: Buf, stderr: Buf, pgid: &AtomicI32) -> ExecR
     if std::env::var_os("LANG").is_none() {
         cmd.env("LANG", "C.UTF-8");
     }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     cmd.arg(&spec.entrypoint)
         .args(&spec.args)
         .current_dir(&spec.dir)

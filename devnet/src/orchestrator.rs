@@ -53,7 +53,7 @@ impl Services {
 /// returns.
 pub fn run(net: NetArgs, mut common: Common) {
     net.check().unwrap_or_else(|e| die(&e));
-    let NetArgs { workers, json, port_base, faults, capabilities: caps, node_timeout, checked_registry, chain: with_chain, anvil, ipfs: with_ipfs, ipfs_fault } = net;
+    let NetArgs { workers, json, port_base, faults, capabilities: caps, gpus, node_timeout, checked_registry, chain: with_chain, anvil, ipfs: with_ipfs, ipfs_fault } = net;
     std::fs::create_dir_all(&common.data_dir).unwrap_or_else(|e| die(&format!("data dir: {e}")));
     common.data_dir = std::fs::canonicalize(&common.data_dir).unwrap_or_else(|e| die(&format!("data dir: {e}")));
 
@@ -108,6 +108,11 @@ pub fn run(net: NetArgs, mut common: Common) {
             if let (Some(p), Some(c)) = (payouts.get(i), chain.as_ref()) {
                 // The worker signs this binding with its own key at registration.
                 cmd.args(["--capabilities", &serde_json::json!({ "payout": p, "payout_chain_id": c.chain_id }).to_string()]);
+            }
+            // --gpu: the worker declares exactly these GPUs (none when others have some).
+            if !gpus.is_empty() {
+                let gpu = gpus.iter().find(|(j, _)| *j == i).map(|(_, g)| g.clone()).unwrap_or(serde_json::Value::Null);
+                cmd.args(["--capabilities", &serde_json::json!({ "gpu": gpu }).to_string()]);
             }
             for (_, c) in caps.iter().filter(|(j, _)| *j == i) {
                 cmd.args(["--capabilities", &c.to_string()]);

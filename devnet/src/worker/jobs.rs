@@ -282,6 +282,7 @@ impl Worker {
             output_cap: self.cfg.output_cap,
             netns: self.cfg.netns,
             crash: self.fault() == Some(Fault::Crash),
+            env: super::registration::gpu_env(&self.capabilities()["gpu"]),
         };
         let j2 = job.clone();
         let r = tokio::task::spawn_blocking(move || {

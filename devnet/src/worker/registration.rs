@@ -14,6 +14,30 @@ use std::time::Duration;
 /// `payout_chain_id` when a payout is given without one: anvil's default chain id.
 pub const DEFAULT_CHAIN_ID: u64 = 31337;
 
+/// The environment a job on a GPU worker reads: `CUDA_VISIBLE_DEVICES` (and NVIDIA's
+/// container spelling) listing devices `0..count`, plus the declared GPU as
+/// `SANDRUN_GPU_TYPE`, `SANDRUN_GPU_MEMORY_GB`, `SANDRUN_GPU_COUNT`. The devnet's GPUs are
+/// declared, not real: a job that needs a GPU driver still runs on the CPU. A worker
+/// without a GPU adds nothing.
+pub fn gpu_env(gpu: &serde_json::Value) -> Vec<(String, String)> {
+    if !gpu.is_object() {
+        return Vec::new();
+    }
+    let count = gpu["count"].as_u64().unwrap_or(1);
+    let devices = (0..count).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let memory = match &gpu["memory"] {
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    vec![
+        ("CUDA_VISIBLE_DEVICES".into(), devices.clone()),
+        ("NVIDIA_VISIBLE_DEVICES".into(), devices),
+        ("SANDRUN_GPU_TYPE".into(), gpu["type"].as_str().unwrap_or_default().to_string()),
+        ("SANDRUN_GPU_MEMORY_GB".into(), memory),
+        ("SANDRUN_GPU_COUNT".into(), count.to_string()),
+    ]
+}
+
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
