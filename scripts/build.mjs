@@ -75,9 +75,55 @@ declare module './sandrun_wasm.js' {
   }
 }
 
-/** Browsers: load the wasm once (idempotent). Node: a no-op. */
-export default function init(input?: string | URL | Request | Response | BufferSource | WebAssembly.Module): Promise<void>;
+/** A compiled \`WebAssembly.Module\` where the project's types know one (DOM lib); else never. */
+type CompiledModule = typeof globalThis extends { WebAssembly: { Module: abstract new (bytes: never) => infer M } } ? M : never;
+/** Browsers: load the wasm once (idempotent): \`input\` is the URL of \`sandrun_wasm_bg.wasm\`, a
+ * Response for it, its bytes or the compiled module (default: the file next to the package's
+ * entry). Node: a no-op. Typed without DOM-only names, so Node projects type-check too. */
+export default function init(input?: string | URL | Request | Response | ArrayBuffer | ArrayBufferView | CompiledModule): Promise<void>;
 `);
+const bindings = join(pkg, 'sandrun_wasm.d.ts');
+// wasm-bindgen's loader types (InitInput, InitOutput, initSync, the default export) name
+// DOM-only types (RequestInfo, BufferSource, WebAssembly.*), so a Node project (lib ES2022
+// and @types/node) failed on them with skipLibCheck false. The package never exports the
+// raw loader (index.d.ts types its own init()); drop them from the declarations.
+let bindingsDts = readFileSync(bindings, 'utf8');
+const loader = bindingsDts.indexOf('\nexport type InitInput = ');
+if (loader >= 0) bindingsDts = bindingsDts.slice(0, loader + 1);
+// wasm-bindgen types each class's \`[Symbol.dispose]()\`, which exists in TypeScript's
+// lib only from ESNext.Disposable (or with @types/node): a browser project with
+// \`lib: ["ES2022", "DOM"]\` and \`skipLibCheck: false\` got one error per class. Declare
+// the symbol the way @types/node does; it merges with the lib's own declaration.
+if (bindingsDts.includes('[Symbol.dispose]') && !bindingsDts.includes('readonly dispose: unique symbol')) {
+  bindingsDts = `declare global {
+  interface SymbolConstructor {
+    /** ES2025 explicit resource management (\`using\`); declared here so the classes' \`[Symbol.dispose]()\` type-checks under \`lib: ["ES2022"]\` too. */
+    readonly dispose: unique symbol;
+  }
+}
+${bindingsDts}`;
+}
+writeFileSync(bindings, bindingsDts);
+// CommonJS consumers (\`require('@sandrun/wasm')\`, index.cjs) get their own declarations:
+// the same text as .d.cts twins of index.d.ts and every declaration file it reaches, whose
+// relative imports name the .cjs twins, so TypeScript reads them all as CommonJS
+// (arethetypeswrong: no masquerading, no ESM-from-CJS import).
+{
+  const relative = /((?:from|import\(|declare module)\s*['"])(\.{1,2}\/[^'"]+)\.js(['"])/g;
+  const todo = ['index.d.ts', 'sandrun_wasm_bg.wasm.d.ts', 'gpu/sandrun_gpu_bg.wasm.d.ts'].filter((f) => existsSync(join(pkg, f)));
+  const done = new Set();
+  while (todo.length) {
+    const file = todo.pop();
+    if (done.has(file)) continue;
+    done.add(file);
+    const text = readFileSync(join(pkg, file), 'utf8');
+    for (const m of text.matchAll(relative)) {
+      const dep = join(dirname(file), m[2] + '.d.ts');
+      if (existsSync(join(pkg, dep))) todo.push(dep);
+    }
+    writeFileSync(join(pkg, file.replace(/\.d\.ts$/, '.d.cts')), text.replace(relative, '$1$2.cjs$3'));
+  }
+}
 // Let the repo's tests and examples import the package by its name, as users do.
 mkdirSync(join(root, 'node_modules/@sandrun'), { recursive: true });
 rmSync(join(root, 'node_modules/@sandrun/wasm'), { recursive: true, force: true });

@@ -20,6 +20,8 @@ npx tsc -p tests/types
 echo "== JS: node:test on the built package, devnet, Chromium"
 export SANDRUN_DEVNET_BIN="${CARGO_TARGET_DIR:-target}/debug/sandrun-devnet"
 node --test --test-concurrency=1 tests/js/*.test.mjs tests/e2e/*.test.mjs
+echo "== packaging: npm pack, publint, arethetypeswrong, Node ESM + CommonJS + Vite + webpack projects (the bundles in Chromium), tsc strict"
+node --test --test-concurrency=1 tests/pack/*.test.mjs
 echo "== runtimes: the job flow on Node 22, Node 24, Bun and Deno; the JS suites on Node 22 and 24"
 node --test --test-concurrency=1 tests/runtimes/*.test.mjs
 echo "== soak: 500 jobs through the SDK on a 5-worker devnet with anvil, faults and 429s switched under it"
