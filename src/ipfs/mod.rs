@@ -159,7 +159,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// The error for a gateway's non-200 answer.
 pub fn gateway_status(url: &str, status: u16) -> Error {
-    let hint = if status == 404 { " (the gateway does not have this CID: add it first, or use a gateway that can find it)" } else { "" };
+    let hint = if status == 404 { " (the gateway has no such CID or path: check the URL, add the data first, or use a gateway that can find it)" } else { "" };
     Error::new(ErrorCode::HttpStatus, format!("IPFS gateway: GET {url} answered HTTP {status}{hint}")).with_status(status)
 }
 
@@ -184,45 +184,17 @@ impl Ipfs {
     }
 
     fn gateway(&self) -> Result<&str> {
-        self.gateway.as_deref().ok_or_else(|| {
-            Error::invalid("reading IPFS data needs a trustless gateway: configure ipfsGateway (e.g. the devnet's \"ipfs.gateway\", or https://trustless-gateway.link)")
-        })
+        need_gateway(self.gateway.as_deref())
     }
 
     fn api(&self) -> Result<&str> {
         self.api.as_deref().ok_or_else(|| Error::invalid("adding to IPFS needs a Kubo RPC endpoint: configure ipfsApi (e.g. the devnet's \"ipfs.api\")"))
     }
 
-    /// Fetch the DAG under `url` as a CAR (`scope`: `all` or `entity`), verify every
-    /// block, and return a reader over them that fetches any missing block raw.
-    async fn fetch(&self, url: &IpfsUrl, scope: &str, limits: Limits) -> Result<Reader<'_>> {
-        let gw = self.gateway()?;
-        let target = format!("{gw}{}?format=car&dag-scope={scope}", url.gateway_path());
-        let cap = limits.max_fetch_bytes().saturating_add(limits.max_blocks as u64 * 100);
-        let mut req = HttpRequest::get(target.clone()).timeout(limits.timeout_ms).max_bytes(cap);
-        req.headers.push(("Accept".into(), "application/vnd.ipld.car".into()));
-        let resp = self.platform.http(req).await?;
-        let mut blocks = Blocks::default();
-        match resp.status {
-            200 => {
-                let (_roots, list) = block::read_car(&resp.body, &limits).await?;
-                drop(resp);
-                // Every block is checked before any is read; one bad block fails them all.
-                for (cid, bytes) in list {
-                    blocks.insert(&*self.platform, cid, bytes, &limits).await?;
-                }
-            }
-            // A gateway without CAR support: every block is fetched raw instead.
-            400 | 406 | 415 | 501 => {}
-            s => return Err(gateway_status(&target, s)),
-        }
-        Ok(Reader::new(&*self.platform, blocks, Some(format!("{gw}/ipfs/")), limits))
-    }
-
     /// The verified bytes of the file at `url` (`ipfs://CID[/path]` or a CID).
     pub async fn cat(&self, url: &str, limits: Limits) -> Result<Vec<u8>> {
         let u = IpfsUrl::parse(url)?;
-        let mut r = self.fetch(&u, "all", limits).await?;
+        let mut r = fetch(&*self.platform, self.gateway()?, &u, "all", limits).await?;
         let cid = r.resolve(&u.root, &u.path).await?;
         r.file(&cid).await
     }
@@ -230,7 +202,7 @@ impl Ipfs {
     /// The entries of the directory at `url`.
     pub async fn ls(&self, url: &str, limits: Limits) -> Result<Vec<Entry>> {
         let u = IpfsUrl::parse(url)?;
-        let mut r = self.fetch(&u, "entity", limits).await?;
+        let mut r = fetch(&*self.platform, self.gateway()?, &u, "entity", limits).await?;
         let cid = r.resolve(&u.root, &u.path).await?;
         r.list(&cid).await
     }
@@ -238,9 +210,7 @@ impl Ipfs {
     /// Every file under `url` as (path relative to it, bytes); a file gives one entry
     /// with an empty path. Nothing is returned unless all of it verified.
     pub async fn get(&self, url: &IpfsUrl, limits: Limits) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut r = self.fetch(url, "all", limits).await?;
-        let cid = r.resolve(&url.root, &url.path).await?;
-        r.files(&cid).await
+        get_files(&*self.platform, self.gateway()?, url, limits).await
     }
 
     /// Add one file; resolves with its CID once the node's answer matched ours.
@@ -316,6 +286,63 @@ impl Ipfs {
             files: added.into_iter().filter(|a| !a.is_dir).map(|a| PublishedFile { path: a.path, cid: a.cid.to_string(), size: a.size }).collect(),
         })
     }
+}
+
+/// The configured gateway, or the error that says to configure one.
+pub fn need_gateway(gateway: Option<&str>) -> Result<&str> {
+    gateway.ok_or_else(|| {
+        Error::invalid("reading IPFS data needs a trustless gateway: configure ipfsGateway (e.g. the devnet's \"ipfs.gateway\", or https://trustless-gateway.link)")
+    })
+}
+
+/// Fetch the DAG under `url` from the trustless gateway `gw` as a CAR (`scope`: `all` or
+/// `entity`), verify every block, and return a reader over them that fetches any missing
+/// block raw.
+pub async fn fetch<'p>(platform: &'p dyn Platform, gw: &str, url: &IpfsUrl, scope: &str, limits: Limits) -> Result<Reader<'p>> {
+    let gw = gw.trim_end_matches('/');
+    let target = format!("{gw}{}?format=car&dag-scope={scope}", url.gateway_path());
+    let cap = limits.max_fetch_bytes().saturating_add(limits.max_blocks as u64 * 100);
+    let mut req = HttpRequest::get(target.clone()).timeout(limits.timeout_ms).max_bytes(cap);
+    req.headers.push(("Accept".into(), "application/vnd.ipld.car".into()));
+    let resp = platform.http(req).await?;
+    let mut blocks = Blocks::default();
+    match resp.status {
+        200 => {
+            let (_roots, list) = block::read_car(&resp.body, &limits).await?;
+            drop(resp);
+            // Every block is checked before any is read; one bad block fails them all.
+            for (cid, bytes) in list {
+                blocks.insert(platform, cid, bytes, &limits).await?;
+            }
+        }
+        // A gateway without CAR support: every block is fetched raw instead.
+        400 | 406 | 415 | 501 => {}
+        s => return Err(gateway_status(&target, s)),
+    }
+    Ok(Reader::new(platform, blocks, Some(format!("{gw}/ipfs/")), limits))
+}
+
+/// Every file under `url` as (path relative to it, bytes), all verified; a file gives one
+/// entry with an empty path.
+pub async fn get_files(platform: &dyn Platform, gw: &str, url: &IpfsUrl, limits: Limits) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut r = fetch(platform, gw, url, "all", limits).await?;
+    let cid = r.resolve(&url.root, &url.path).await?;
+    r.files(&cid).await
+}
+
+/// `download()`'s result, with its outputs published to IPFS when the job asked for it
+/// (`publish()`); any other result passes through unchanged.
+pub async fn publish_result(client: &Sandrun, job: &crate::job::PreparedJob, r: Result<crate::types::JobResult>) -> Result<crate::types::JobResult> {
+    let mut res = r?;
+    if !job.publish {
+        return Ok(res);
+    }
+    if !res.proof.as_ref().is_some_and(|p| p.verified) {
+        return Err(Error::invalid("publish(): only verified outputs are published; run the job with a consensus level other than 'none'"));
+    }
+    let files: Vec<(String, Rc<[u8]>)> = res.files.iter().filter_map(|f| f.bytes.as_ref().map(|b| (f.path.clone(), Rc::from(&b[..])))).collect();
+    res.ipfs = Some(Ipfs::new(client).publish(job, &files, AddOptions::default()).await?);
+    Ok(res)
 }
 
 fn check_same(local: &Cid, node: &str, what: &str) -> Result<()> {

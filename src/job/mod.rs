@@ -45,6 +45,11 @@ pub struct JobSpec {
     /// Worker keys allowed to sign the result (`allow()`); `None`: the client's
     /// `allowedWorkers`, else any key.
     pub allow: Option<Vec<String>>,
+    /// `publish()`: after `download()` verified the outputs, add them to IPFS.
+    pub publish: bool,
+    /// `ipfsInputs(false)`: environment values that are `ipfs://` URLs reach the job as
+    /// text instead of being fetched, verified and packed.
+    pub keep_ipfs_urls: bool,
 }
 
 /// Check a list of base64 Ed25519 worker keys, so a typo fails at the call.
@@ -128,6 +133,10 @@ impl JobBuilder {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(Error::invalid("code() got empty source: pass the program text or bytes to run"));
         }
+        // `code('ipfs://...')` is fetched at submit: check the URL now.
+        if let Some(url) = prepare::ipfs_code_url(&bytes) {
+            crate::ipfs::IpfsUrl::parse(url)?;
+        }
         Ok(self.with(|s| s.source = Some(Source::Code(bytes.into()))))
     }
 
@@ -135,6 +144,11 @@ impl JobBuilder {
     pub fn script(&self, path: &str) -> Result<JobBuilder> {
         if path.trim().is_empty() {
             return Err(Error::invalid("script() needs a file path (Node) or URL (browser)"));
+        }
+        // An IPFS script may have no extension: its interpreter is detected at submit.
+        if crate::ipfs::IpfsUrl::is_ipfs(path) {
+            crate::ipfs::IpfsUrl::parse(path)?;
+            return Ok(self.with(|s| s.source = Some(Source::Script(path.trim().to_string()))));
         }
         prepare::interpreter_for_extension(path).ok_or_else(|| {
             Error::invalid(format!(
@@ -146,8 +160,10 @@ impl JobBuilder {
 
     /// A repository archive (`https://github.com/owner/repo`, or any URL of a .tar.gz) at `reference`.
     pub fn repository(&self, url: &str, reference: Option<&str>) -> Result<JobBuilder> {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(Error::invalid(format!("repository({url:?}) needs an http(s) URL")));
+        if crate::ipfs::IpfsUrl::is_ipfs(url) {
+            crate::ipfs::IpfsUrl::parse(url)?;
+        } else if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::invalid(format!("repository({url:?}) needs an http(s) or ipfs:// URL")));
         }
         if let Some(r) = reference {
             if r.is_empty() || r.contains("..") || r.contains(char::is_whitespace) {
@@ -247,6 +263,18 @@ impl JobBuilder {
             }
         }
         Ok(self.with(|s| s.outputs = patterns))
+    }
+
+    /// Publish the verified outputs to IPFS (`ipfsApi`) when `download()` fetched them; the
+    /// result's `ipfs` then holds the root CID and each file's (an SDK extension).
+    pub fn publish(&self) -> JobBuilder {
+        self.with(|s| s.publish = true)
+    }
+
+    /// Whether environment values that are `ipfs://` URLs are fetched, verified and packed
+    /// into the job (default `true`); `false` passes them through as text (an SDK extension).
+    pub fn ipfs_inputs(&self, pack: bool) -> JobBuilder {
+        self.with(|s| s.keep_ipfs_urls = !pack)
     }
 
     /// Only accept a result signed by one of these worker keys (base64 Ed25519, as

@@ -45,6 +45,8 @@ pub struct PreparedJob {
     /// Worker keys allowed to sign the result (the job's `allow()`, else the client's
     /// `allowedWorkers`); `None`: any key.
     pub allowed: Option<Vec<String>>,
+    /// `publish()`: `download()` adds the verified outputs to IPFS.
+    pub publish: bool,
 }
 
 /// Where the launcher tees the job's stdout; the worker hashes and signs it as an output.
@@ -176,6 +178,50 @@ async fn walk(platform: &dyn Platform, root: &str, rel: &str, out: &mut Vec<(Str
     Ok(())
 }
 
+/// The URL of `code('ipfs://...')`: code that is one `ipfs://` URL and nothing else.
+pub fn ipfs_code_url(code: &[u8]) -> Option<&str> {
+    let t = std::str::from_utf8(code).ok()?.trim();
+    (crate::ipfs::IpfsUrl::is_ipfs(t) && !t.contains(char::is_whitespace)).then_some(t)
+}
+
+/// Fetch and verify `url` from the configured gateway, within what is left of the job's
+/// input budget: its files as (path relative to the URL, bytes); a file gives one entry
+/// with an empty path.
+async fn ipfs_fetch(platform: &dyn Platform, config: &SandrunConfig, url: &crate::ipfs::IpfsUrl, used: u64) -> Result<Vec<(String, Vec<u8>)>> {
+    let gw = crate::ipfs::need_gateway(config.ipfs_gateway.as_deref())?;
+    let limits = crate::ipfs::Limits { max_bytes: MAX_BYTES.saturating_sub(used), ..Default::default() };
+    crate::ipfs::get_files(platform, gw, url, limits).await
+}
+
+/// The single file an `ipfs://` URL must name (for `code()` and `script()`).
+fn one_file(mut got: Vec<(String, Vec<u8>)>, url: &crate::ipfs::IpfsUrl, what: &str) -> Result<Vec<u8>> {
+    match got.len() {
+        1 if got[0].0.is_empty() => Ok(got.pop().map(|(_, b)| b).unwrap_or_default()),
+        _ => Err(Error::invalid(format!("{what}({url}) names a directory: name a file in it (ipfs://<cid>/<file>), or use repository() for the whole directory"))),
+    }
+}
+
+/// Put `files` at `base/<path>` (the file itself at `base`), refusing a path the job
+/// already holds with other bytes.
+fn pack(files: &mut BTreeMap<String, Rc<[u8]>>, base: &str, got: Vec<(String, Vec<u8>)>) -> Result<()> {
+    for (p, b) in got {
+        let path = match (base.is_empty(), p.is_empty()) {
+            (true, _) => p,
+            (false, true) => base.to_string(),
+            (false, false) => format!("{base}/{p}"),
+        };
+        if files.get(&path).is_some_and(|old| old[..] != b[..]) {
+            return Err(Error::invalid(format!("two inputs land on {path:?} with different bytes: rename one")));
+        }
+        files.insert(path, b.into());
+    }
+    Ok(())
+}
+
+fn used(files: &BTreeMap<String, Rc<[u8]>>) -> u64 {
+    files.values().map(|b| b.len() as u64).sum()
+}
+
 /// The values a `job.json` in the upload provides.
 fn job_json(files: &[(String, Rc<[u8]>)]) -> Option<Value> {
     let (_, bytes) = files.iter().find(|(p, _)| p == "job.json")?;
@@ -197,8 +243,18 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
                 return Err(Error::invalid("the job has no code: call code(), script(), repository() or file() first"));
             }
         }
-        Some(Source::Code(bytes)) => {
-            let i = interpreter.clone().unwrap_or_else(|| detect_interpreter(bytes).to_string());
+        Some(Source::Code(code)) => {
+            // `code('ipfs://CID[/file]')`: the file's verified bytes are the code.
+            let (bytes, ext) = match ipfs_code_url(code) {
+                Some(u) => {
+                    let url = crate::ipfs::IpfsUrl::parse(u)?;
+                    let b: Rc<[u8]> = one_file(ipfs_fetch(platform, config, &url, 0).await?, &url, "code")?.into();
+                    (b, url.path.last().and_then(|n| interpreter_for_extension(n)))
+                }
+                None => (code.clone(), None),
+            };
+            let bytes = &bytes;
+            let i = interpreter.clone().or(ext.map(str::to_string)).unwrap_or_else(|| detect_interpreter(bytes).to_string());
             let e = entrypoint.clone().unwrap_or_else(|| default_entrypoint(&i).to_string());
             files.insert(e.clone(), bytes.clone());
             interpreter = Some(i);
@@ -206,7 +262,30 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
         }
         Some(Source::Script(path)) => {
             let name = path.rsplit('/').next().unwrap_or(path).split(['?', '#']).next().unwrap_or_default().to_string();
-            if path.starts_with("http://") || path.starts_with("https://") {
+            if crate::ipfs::IpfsUrl::is_ipfs(path) {
+                // `ipfs://CID/dir/run.py`: the file's directory comes along, as with a local
+                // script; `ipfs://CID`: the file alone, its interpreter read from its text.
+                let url = crate::ipfs::IpfsUrl::parse(path)?;
+                match url.path.split_last() {
+                    Some((file, dir)) => {
+                        let parent = crate::ipfs::IpfsUrl { root: url.root, path: dir.to_vec() };
+                        pack(&mut files, "", ipfs_fetch(platform, config, &parent, 0).await?)?;
+                        if !files.contains_key(file) {
+                            return Err(Error::invalid(format!("script({url}): {file:?} is not a file of that directory")));
+                        }
+                        interpreter = interpreter.or_else(|| files.get(file).map(|b| detect_interpreter(b).to_string()));
+                        entrypoint = entrypoint.or(Some(file.clone()));
+                    }
+                    None => {
+                        let b = one_file(ipfs_fetch(platform, config, &url, 0).await?, &url, "script")?;
+                        let i = interpreter.clone().unwrap_or_else(|| detect_interpreter(&b).to_string());
+                        let e = entrypoint.clone().unwrap_or_else(|| default_entrypoint(&i).to_string());
+                        files.insert(e.clone(), b.into());
+                        interpreter = Some(i);
+                        entrypoint = Some(e);
+                    }
+                }
+            } else if path.starts_with("http://") || path.starts_with("https://") {
                 files.insert(name.clone(), fetch(platform, path, "script()").await?.into());
             } else {
                 let dir = match path.rsplit_once('/') {
@@ -224,10 +303,23 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
             entrypoint = entrypoint.or(Some(name));
         }
         Some(Source::Repository { url, reference }) => {
-            let archive_url = archive_url(url, reference.as_deref());
-            let tgz = fetch(platform, &archive_url, "repository()").await?;
-            for (p, b) in archive::unpack_tar_gz(&tgz, true)? {
-                files.insert(p, b.into());
+            if crate::ipfs::IpfsUrl::is_ipfs(url) {
+                // A directory's files are the repository; a single file is its tar.gz.
+                let u = crate::ipfs::IpfsUrl::parse(url)?;
+                let got = ipfs_fetch(platform, config, &u, 0).await?;
+                if got.len() == 1 && got[0].0.is_empty() {
+                    for (p, b) in archive::unpack_tar_gz(&got[0].1, true)? {
+                        files.insert(p, b.into());
+                    }
+                } else {
+                    pack(&mut files, "", got)?;
+                }
+            } else {
+                let archive_url = archive_url(url, reference.as_deref());
+                let tgz = fetch(platform, &archive_url, "repository()").await?;
+                for (p, b) in archive::unpack_tar_gz(&tgz, true)? {
+                    files.insert(p, b.into());
+                }
             }
             if entrypoint.is_none() {
                 if let Some(j) = job_json(&files.iter().map(|(p, b)| (p.clone(), b.clone())).collect::<Vec<_>>()) {
@@ -271,6 +363,20 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
     for (p, b) in &spec.files {
         files.insert(p.clone(), b.clone());
     }
+    // Environment values that are `ipfs://` URLs: fetched, verified, packed at
+    // `_ipfs/<cid>[/path]`, and the variable names that path (relative to the job's
+    // directory). The launcher embeds the packed files' hashes, so the job hash covers them.
+    let mut env = spec.env.clone();
+    if !spec.keep_ipfs_urls {
+        for v in env.values_mut() {
+            if crate::ipfs::IpfsUrl::is_ipfs(v) {
+                let url = crate::ipfs::IpfsUrl::parse(v)?;
+                let got = ipfs_fetch(platform, config, &url, used(&files)).await?;
+                pack(&mut files, &url.packed_path(), got)?;
+                *v = url.packed_path();
+            }
+        }
+    }
     let interpreter = interpreter.unwrap_or_else(|| "python3".into());
     let user_entrypoint = match entrypoint {
         Some(e) => e,
@@ -287,7 +393,7 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
     let mut entry = user_entrypoint.clone();
     let mut stdout_file = None;
     let mut outputs = spec.outputs.clone();
-    if verified || !spec.env.is_empty() {
+    if verified || !env.is_empty() {
         if files.keys().any(|p| p.starts_with("_sandrun_")) {
             return Err(Error::invalid("input file names starting with _sandrun_ are reserved for the SDK's launcher: rename them"));
         }
@@ -295,7 +401,7 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
         for (p, b) in &files {
             hashes.insert(p.clone(), platform.sha256_hex(b).await);
         }
-        let (name, content) = launcher(&interpreter, &user_entrypoint, &spec.env, &hashes);
+        let (name, content) = launcher(&interpreter, &user_entrypoint, &env, &hashes);
         files.insert(name.clone(), content.into_bytes().into());
         entry = name;
         stdout_file = Some(STDOUT_FILE.to_string());
@@ -323,12 +429,12 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
     if let Some(g) = &spec.gpu {
         fields.push(("gpu", serde_json::to_value(g).unwrap_or(Value::Null)));
     }
-    if !spec.env.is_empty() {
+    if !env.is_empty() {
         // Keys that share a name with a field the reference scans for would confuse its
         // substring scanner; they still reach the job through the launcher.
         const SCANNED: [&str; 5] = ["entrypoint", "interpreter", "environment", "args", "outputs"];
         let env: Map<String, Value> =
-            spec.env.iter().filter(|(k, _)| !SCANNED.contains(&k.as_str())).map(|(k, v)| (k.clone(), json!(v))).collect();
+            env.iter().filter(|(k, _)| !SCANNED.contains(&k.as_str())).map(|(k, v)| (k.clone(), json!(v))).collect();
         fields.push(("env", Value::Object(env)));
     }
     let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}:{v}", json!(k))).collect();
@@ -347,6 +453,7 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
         job_hash: hash,
         stdout_file,
         allowed: spec.allow.clone().or_else(|| config.allowed_workers.clone()),
+        publish: spec.publish,
     })
 }
 

@@ -93,7 +93,7 @@ pub fn config(v: Option<JsValue>) -> Result<SandrunConfig, JsValue> {
     }
 }
 
-const CONFIG_KEYS: &[&str] = &["apiEndpoint", "registryEndpoint", "ipfsGateway", "authentication", "defaults", "escrow", "web3Provider", "allowedWorkers"];
+const CONFIG_KEYS: &[&str] = &["apiEndpoint", "registryEndpoint", "ipfsGateway", "ipfsApi", "authentication", "defaults", "escrow", "web3Provider", "allowedWorkers"];
 
 /// serde-wasm-bindgen reads only the fields a struct declares, so a misspelt option
 /// would be ignored silently; name it instead.

@@ -2,6 +2,7 @@
 //! input, calls the core, converts the output and maps the error; nothing else.
 
 mod convert;
+mod ipfs;
 mod plugin;
 mod node;
 mod pool;
@@ -20,6 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 pub use convert::set_host;
+pub use ipfs::Ipfs;
 pub use node::{Node, NodeBuilder};
 pub use pool::{Pool, PoolBuilder};
 pub use proof::ProofBuilder;
@@ -139,6 +141,12 @@ impl JsSandrun {
     pub fn node(&self) -> Result<JsValue, JsValue> {
         self.built(NodeBuilder { client: self.core.clone(), core: Default::default() }.into())
     }
+
+    /// IPFS through this client's `ipfsGateway` (verified reads: `cat`, `ls`, `get`) and
+    /// `ipfsApi` (`add`, CIDs checked against the node's).
+    pub fn ipfs(&self) -> Ipfs {
+        Ipfs { core: crate::ipfs::Ipfs::new(&self.core) }
+    }
 }
 
 /// The client with the config's `web3Provider`, if it has one.
@@ -248,6 +256,17 @@ impl JobBuilder {
     /// Output patterns to keep: `*`, `*.ext`, `prefix*`, `dir/*`, names (SDK extension).
     pub fn outputs(&self, #[wasm_bindgen(unchecked_param_type = "string[]")] patterns: JsValue) -> Result<JobBuilder, JsValue> {
         self.next(self.core.outputs(from_js(patterns, "outputs()")?))
+    }
+    /// After `download()` verified the outputs, add them to IPFS (`ipfsApi`); the result's
+    /// `ipfs` holds the root CID and each file's, all checked against the node's (SDK extension).
+    pub fn publish(&self) -> Result<JobBuilder, JsValue> {
+        self.next(Ok(self.core.publish()))
+    }
+    /// `false`: environment values that are `ipfs://` URLs reach the job as text instead of
+    /// being fetched, verified and packed under `_ipfs/` (default `true`; SDK extension).
+    #[wasm_bindgen(js_name = ipfsInputs)]
+    pub fn ipfs_inputs(&self, pack: bool) -> Result<JobBuilder, JsValue> {
+        self.next(Ok(self.core.ipfs_inputs(pack)))
     }
     /// Run through a pool (`with(pool)`): the job goes to several workers and resolves
     /// with the agreed result.
@@ -405,6 +424,7 @@ impl JobExecution {
     /// from a worker whose result agreed).
     #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
     pub fn download(&self) -> Promise {
+        let job = self.primary().job().clone();
         let (core, client, ctx, payment) = (self.core.clone(), self.client.clone(), self.context("download"), self.payment.clone());
         future_to_promise(async move {
             let r = downloaded(core).await.map(convert::with_bytes);
@@ -412,6 +432,8 @@ impl JobExecution {
                 Some(p) => p.settle(&client, r).await,
                 None => r,
             };
+            // Published after the payment settled: the work was verified either way.
+            let r = crate::ipfs::publish_result(&client, &job, r).await;
             to_js(&client.hook_outcome(r, ctx).await.map_err(err)?)
         })
     }

@@ -1,0 +1,156 @@
+// IPFS through @sandrun/wasm against the devnet's real IPFS node (`--ipfs`: Helia's UnixFS
+// with a Kubo /api/v0/add and a trustless gateway): adds whose CIDs equal the node's own,
+// verified cat/ls/get, a tampered gateway refused with nothing used, ipfs:// job inputs
+// packed and hashed, and outputs published.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { Sandrun, SandrunError } from '@sandrun/wasm';
+import { startDevnet, acceptedJobs, rejectsWith } from './support.mjs';
+
+let net; // honest IPFS node + 1 worker
+let bad; // --ipfs-fault tamper + 1 worker
+let liar; // --ipfs-fault wrong-cid
+let sandrun;
+
+before(async () => {
+  [net, bad, liar] = await Promise.all([
+    startDevnet(['--workers', '1', '--no-rate-limit', '--ipfs']),
+    startDevnet(['--workers', '1', '--no-rate-limit', '--ipfs-fault', 'tamper']),
+    startDevnet(['--workers', '1', '--ipfs-fault', 'wrong-cid']),
+  ]);
+  sandrun = Sandrun.create({ apiEndpoint: net.workers[0].url, ipfsGateway: net.ipfs.gateway, ipfsApi: net.ipfs.api });
+});
+after(async () => Promise.all([net, bad, liar].map((n) => n && n.stop())));
+
+/** Bytes without a period, so every 256 KiB chunk differs. */
+function noise(n, seed = 1) {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    out[i] = x & 255;
+  }
+  return out;
+}
+
+/** What the node itself answers for these files (Kubo RPC, no SDK involved). */
+async function nodeAdd(api, files, query) {
+  const form = new FormData();
+  const dirs = new Set();
+  for (const p of Object.keys(files)) {
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+  }
+  for (const d of [...dirs].sort()) form.append('file', new Blob([], { type: 'application/x-directory' }), encodeURIComponent(d));
+  for (const [p, b] of Object.entries(files)) form.append('file', new Blob([b]), encodeURIComponent(p));
+  const res = await fetch(`${api}/api/v0/add?${query}`, { method: 'POST', body: form });
+  assert.equal(res.status, 200);
+  return (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
+}
+
+test('a 6 MiB file: add() answers the node\'s own CID (v0 and v1), cat() returns the verified bytes', async () => {
+  const ipfs = sandrun.ipfs();
+  const bytes = noise(6 * 1024 * 1024 + 123);
+  const cid = await ipfs.add(bytes);
+  assert.match(cid, /^Qm/);
+  const own = await nodeAdd(net.ipfs.api, { data: bytes }, 'cid-version=0');
+  assert.equal(cid, own.at(-1).Hash);
+  const cid1 = await ipfs.add(bytes, { cidVersion: 1 });
+  assert.match(cid1, /^bafy/);
+  assert.equal(cid1, (await nodeAdd(net.ipfs.api, { data: bytes }, 'cid-version=1')).at(-1).Hash);
+  assert.deepEqual(await ipfs.cat(cid), bytes);
+  assert.deepEqual(await ipfs.cat(`ipfs://${cid1}`), bytes);
+  await rejectsWith(ipfs.cat(cid, { maxBytes: 1024 * 1024 }), 'MALFORMED_RESPONSE', SandrunError);
+  await rejectsWith(() => ipfs.add(bytes, { cidVersion: 0, rawLeaves: true }), 'INVALID_ARGUMENT', SandrunError);
+});
+
+test('a directory round trip: same root as the node, ls(), get(), cat() of a path', async () => {
+  const ipfs = sandrun.ipfs();
+  const files = { 'readme.txt': new TextEncoder().encode('hello ipfs\n'), 'data/part-1.bin': noise(700_000, 7), 'data/deep/x.csv': new TextEncoder().encode('a,b\n1,2\n') };
+  const root = await ipfs.add(files);
+  const own = await nodeAdd(net.ipfs.api, files, 'cid-version=0&wrap-with-directory=true');
+  assert.equal(root, own.find((l) => l.Name === '').Hash);
+  const listed = await ipfs.ls(root);
+  assert.deepEqual(listed.map((e) => [e.name, e.type, e.size]), [['data', 'directory', 0], ['readme.txt', 'file', 11]]);
+  const got = await ipfs.get(`ipfs://${root}`);
+  assert.deepEqual(Object.keys(got).sort(), Object.keys(files).sort());
+  for (const [p, b] of Object.entries(files)) assert.deepEqual(got[p], b, p);
+  assert.deepEqual(await ipfs.cat(`ipfs://${root}/data/deep/x.csv`), files['data/deep/x.csv']);
+  await rejectsWith(ipfs.cat(root), 'INVALID_ARGUMENT', SandrunError);
+  const missing = await rejectsWith(ipfs.cat(`ipfs://${root}/nope.txt`), 'HTTP_STATUS', SandrunError);
+  assert.equal(missing.status, 404);
+});
+
+test('a gateway that serves wrong bytes is refused: nothing returned, no job submitted', async () => {
+  const client = Sandrun.create({ apiEndpoint: bad.workers[0].url, ipfsGateway: bad.ipfs.gateway, ipfsApi: bad.ipfs.api });
+  const ipfs = client.ipfs();
+  const bytes = noise(2 * 1024 * 1024, 3);
+  const cid = await ipfs.add(bytes); // adding is honest; serving is not
+  const e = await rejectsWith(ipfs.cat(cid), 'VERIFICATION_FAILED', SandrunError);
+  assert.match(e.message, /failed verification/);
+  assert.ok(e.details.cid);
+  await rejectsWith(ipfs.get(cid), 'VERIFICATION_FAILED', SandrunError);
+  const dir = await ipfs.add({ 'x.txt': bytes });
+  await rejectsWith(ipfs.ls(dir), 'VERIFICATION_FAILED', SandrunError);
+  const job = client.job().code('import os\nprint(open(os.environ["DATASET_URL"], "rb").read()[:10])').environment({ DATASET_URL: `ipfs://${cid}` });
+  await rejectsWith(job.submit(), 'VERIFICATION_FAILED', SandrunError);
+  assert.equal(await acceptedJobs(bad.workers[0].url), 0, 'a job was submitted with unverified data');
+});
+
+test('a node that answers another CID than the bytes make is caught', async () => {
+  const ipfs = Sandrun.create({ ipfsApi: liar.ipfs.api, ipfsGateway: liar.ipfs.gateway }).ipfs();
+  const e = await rejectsWith(ipfs.add(new TextEncoder().encode('abc')), 'VERIFICATION_FAILED', SandrunError);
+  assert.ok(e.details.local && e.details.node && e.details.local !== e.details.node);
+  await rejectsWith(ipfs.add({ 'a.txt': new Uint8Array([1]) }), 'VERIFICATION_FAILED', SandrunError);
+});
+
+test('the spec pool example shape: a job reads an ipfs:// dataset through environment() and publishes its outputs', async () => {
+  const ipfs = sandrun.ipfs();
+  const dataset = noise(1_500_000, 11);
+  const cid = await ipfs.add(dataset);
+  const code = [
+    'import hashlib, os',
+    'p = os.environ["DATASET_URL"]',
+    'data = open(p, "rb").read()',
+    'print(p, len(data), hashlib.sha256(data).hexdigest())',
+    'open("summary.txt", "w").write("%d bytes\\n" % len(data))',
+  ].join('\n');
+  const job = sandrun.job().code(code).environment({ DATASET_URL: `ipfs://${cid}` }).outputs(['summary.txt']).publish();
+  const result = await job.submit().then((e) => e.download());
+  assert.equal(result.status, 'completed', result.stderr);
+  assert.equal(result.proof.verified, true);
+  assert.equal(result.stdout, `_ipfs/${cid} ${dataset.length} ${createHash('sha256').update(dataset).digest('hex')}\n`);
+  // Published: CIDs computed by the SDK, equal to the node's, and fetchable verified.
+  const summary = new TextEncoder().encode(`${dataset.length} bytes\n`);
+  assert.deepEqual(result.ipfs.files.map((f) => [f.path, f.size]), [['summary.txt', summary.length]]);
+  assert.equal(result.ipfs.files[0].cid, (await nodeAdd(net.ipfs.api, { 'summary.txt': summary }, 'cid-version=0')).at(-1).Hash);
+  assert.deepEqual(await ipfs.cat(`ipfs://${result.ipfs.root}/summary.txt`), summary);
+  // The job hash covers the dataset's bytes: another dataset, another hash.
+  const other = await ipfs.add(noise(1000, 12));
+  const [a, b] = await Promise.all([job.estimate(), job.environment({ DATASET_URL: `ipfs://${other}` }).estimate()]);
+  assert.notEqual(a.jobHash, b.jobHash);
+  // Opt-out: the URL reaches the job as text.
+  const plain = await sandrun.job().code('import os\nprint(os.environ["DATASET_URL"])').environment({ DATASET_URL: `ipfs://${cid}` }).ipfsInputs(false).submit().then((e) => e.wait());
+  assert.equal(plain.stdout, `ipfs://${cid}\n`);
+});
+
+test('code(), script() and repository() take ipfs:// URLs', async () => {
+  const ipfs = sandrun.ipfs();
+  const enc = (s) => new TextEncoder().encode(s);
+  const codeCid = await ipfs.add(enc('print("from ipfs code")\n'));
+  const r1 = await sandrun.job().code(`ipfs://${codeCid}`).submit().then((e) => e.wait());
+  assert.equal(r1.stdout, 'from ipfs code\n');
+  const dir = await ipfs.add({ 'run.py': enc('import helper\nhelper.hi()\n'), 'helper.py': enc('def hi():\n    print("helper says hi")\n') });
+  const r2 = await sandrun.job().script(`ipfs://${dir}/run.py`).submit().then((e) => e.wait());
+  assert.equal(r2.stdout, 'helper says hi\n', r2.stderr);
+  const repo = await ipfs.add({ 'main.py': enc('print(open("data/v.txt").read().strip())\n'), 'data/v.txt': enc('repo from ipfs\n') });
+  const r3 = await sandrun.job().repository(`ipfs://${repo}`).submit().then((e) => e.wait());
+  assert.equal(r3.stdout, 'repo from ipfs\n', r3.stderr);
+  assert.throws(() => sandrun.job().repository('ipfs://not-a-cid'), (e) => e instanceof SandrunError && e.code === 'INVALID_ARGUMENT');
+  // Without ipfsGateway the job says what to configure.
+  const e = await rejectsWith(Sandrun.create({ apiEndpoint: net.workers[0].url }).job().code(`ipfs://${codeCid}`).submit(), 'INVALID_ARGUMENT', SandrunError);
+  assert.match(e.message, /ipfsGateway/);
+});
