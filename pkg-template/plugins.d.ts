@@ -62,4 +62,7 @@ export interface AuthOptions {
 /** Adds `Authorization: Bearer` or `X-API-Key` to requests toward the origins it covers,
  * matched exactly: by default the configured registry and IPFS gateway; never workers,
  * archive or script hosts, or redirect targets on other origins. */
-export declare function authPlugin(provider: () => Promise<Credentials> | Credentials, options?: AuthOptions): Plugin & { origins?: string[] };
+/** Where `authPlugin` gets its credentials (spec: `AuthProvider`): called before each covered
+ * request, and again after a 401. */
+export type AuthProvider = () => Promise<Credentials> | Credentials;
+export declare function authPlugin(provider: AuthProvider, options?: AuthOptions): Plugin & { origins?: string[] };

@@ -43,13 +43,15 @@ pub struct Sandrun {
     initialized: Rc<Cell<u8>>,
     /// The user's wallet (EIP-1193), for payments.
     wallet: Option<Rc<dyn crate::chain::Wallet>>,
+    /// The local GPU's probe, cached for this client and those derived from it.
+    gpu: Rc<crate::gpu::GpuState>,
 }
 
 impl Sandrun {
     /// Validate the config now, so a typo fails here and not at submit.
     pub fn new(config: SandrunConfig, platform: Rc<dyn Platform>) -> Result<Sandrun> {
         config.validate()?;
-        Ok(Sandrun { config: Rc::new(config), base: platform.clone(), platform, layers: Rc::default(), initialized: Rc::default(), wallet: None })
+        Ok(Sandrun { config: Rc::new(config), base: platform.clone(), platform, layers: Rc::default(), initialized: Rc::default(), wallet: None, gpu: Rc::default() }.rebound())
     }
 
     fn with_layer(&self, layer: Layer) -> Sandrun {
@@ -72,7 +74,12 @@ impl Sandrun {
     /// The platform rebuilt for this client's layers and config, so that each request's
     /// `service` (which decides who gets credentials) follows the configured origins.
     fn rebound(self) -> Sandrun {
-        let chain = self.chain();
+        let mut chain = self.chain();
+        // The config's credentials go innermost, so user middleware sees the request
+        // without them (a logging middleware never has them to leak).
+        if let Some(auth) = crate::plugin::ConfigAuth::of(&self.config) {
+            chain.push(Rc::new(auth));
+        }
         let platform: Rc<dyn Platform> =
             if chain.is_empty() { self.base.clone() } else { Rc::new(MiddlewarePlatform::new(self.base.clone(), chain, KnownOrigins::of(&self.config))) };
         Sandrun { platform, ..self }
@@ -167,6 +174,11 @@ impl Sandrun {
         }
     }
 
+    /// This client's GPU state (the cached probe).
+    pub fn gpu_state(&self) -> &crate::gpu::GpuState {
+        &self.gpu
+    }
+
     pub fn config(&self) -> &SandrunConfig {
         &self.config
     }
@@ -241,12 +253,21 @@ impl Sandrun {
             return Err(Error::invalid(format!("consensus {k}-of-{n} runs on {n} workers: submit it through a pool")));
         }
         let prepared = Rc::new(self.prepare(job).await?);
+        if let Some(req) = &job.spec().gpu {
+            if let Submitted::Single(ex) = crate::pool::placement::submit_gpu(self, req, job.spec().consensus, None, prepared.clone()).await? {
+                return Ok(ex);
+            }
+        }
         self.submit_prepared(prepared, self.level_of(job)).await
     }
 
     /// Submit through `pool` if given; else a quorum level discovers a pool from the
     /// registry (`registryEndpoint`); else the configured worker. Plugins' `on_submit` ran.
     async fn submit_hooked(&self, job: &JobBuilder, pool: Option<&Pool>, prepared: Rc<PreparedJob>) -> Result<Submitted> {
+        // A gpu() job goes only where a registry entry declares a matching GPU.
+        if let Some(req) = &job.spec().gpu {
+            return crate::pool::placement::submit_gpu(self, req, job.spec().consensus, pool, prepared).await;
+        }
         if let Some(p) = pool {
             // The job's own level, else the pool's strategy.
             return Ok(Submitted::Pooled(p.start(job.spec().consensus, prepared).await?));
@@ -290,11 +311,28 @@ impl Sandrun {
 
     /// What the job will cost and take, without submitting it.
     pub async fn estimate(&self, job: &JobBuilder) -> Result<JobEstimate> {
+        self.estimate_with(job, None).await
+    }
+
+    /// [`Self::estimate`] for a job that runs `with(pool)`: the pool's n (the job's level
+    /// or the pool's strategy, raised by its redundancy) and its own workers' prices.
+    pub async fn estimate_with(&self, job: &JobBuilder, pool: Option<&Pool>) -> Result<JobEstimate> {
+        self.init().await?;
         let p = self.prepare(job).await?;
         let level = self.level_of(job);
+        let workers = match pool {
+            Some(pool) => pool.quorum(job.spec().consensus).1,
+            None => level.workers(),
+        };
         let payment = job.spec().payment.clone();
+        let members: Option<Vec<crate::api::broker::NodeRecord>> = pool.map(|pool| {
+            pool.nodes
+                .iter()
+                .map(|n| crate::api::broker::NodeRecord { id: n.id.clone(), endpoint: n.endpoint.clone(), capabilities: n.capabilities.clone(), active: 1, ..Default::default() })
+                .collect()
+        });
         Ok(JobEstimate {
-            workers: level.workers(),
+            workers,
             max_seconds: p.timeout_secs,
             upload_bytes: p.archive()?.len() as u64,
             interpreter: p.interpreter.clone(),
@@ -302,17 +340,28 @@ impl Sandrun {
             job_hash: p.job_hash.clone(),
             max_cost: payment.as_ref().map(|p| p.amount.clone()).unwrap_or_else(|| "0".into()),
             token: payment.as_ref().map(|p| p.token.clone()).unwrap_or_else(|| "ETH".into()),
-            worker_cost: self.worker_cost(&p, level.workers(), job.spec().gpu.is_some()).await,
+            worker_cost: self.worker_cost(&p, workers, job.spec().gpu.is_some(), members).await,
             gas_price_wei: None,
             gas_cost: None,
+            placement: Some(crate::pool::placement::estimate_placement(self, job.spec().gpu.as_ref(), &p.interpreter, workers, pool).await),
+            local_gpu: match &job.spec().gpu {
+                Some(req) => Some(crate::gpu::local_estimate_for(&self.gpu, self.platform.as_ref(), req).await),
+                None => None,
+            },
         }
-        .with_gas(self.gas_estimate(payment.as_ref().is_some_and(|p| p.token != "ETH"), level.workers()).await))
+        .with_gas(self.gas_estimate(payment.as_ref().is_some_and(|p| p.token != "ETH"), workers).await))
     }
 
-    /// Cheapest and dearest total of the registry's priced workers that run `p`.
-    async fn worker_cost(&self, p: &PreparedJob, workers: u32, gpu: bool) -> Option<crate::types::PriceRange> {
-        let reg = self.config.registry_endpoint.clone()?;
-        let nodes = crate::api::BrokerClient::new(&reg, self.platform.clone()).nodes().await.ok()?;
+    /// Cheapest and dearest total of the priced workers that run `p`: the pool's members
+    /// when given, else the registry's nodes.
+    async fn worker_cost(&self, p: &PreparedJob, workers: u32, gpu: bool, members: Option<Vec<crate::api::broker::NodeRecord>>) -> Option<crate::types::PriceRange> {
+        let nodes = match members {
+            Some(m) => m,
+            None => {
+                let reg = self.config.registry_endpoint.clone()?;
+                crate::api::BrokerClient::new(&reg, self.platform.clone()).nodes().await.ok()?
+            }
+        };
         let hours = p.timeout_secs / 3600.0;
         let kind = if gpu { "gpu" } else { "cpu" };
         let mut prices: Vec<f64> = nodes

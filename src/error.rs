@@ -5,8 +5,12 @@
 
 use std::fmt;
 
-/// Stable error codes. Their `as_str()` spelling is what JS sees as `SandrunError.code`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Stable error codes. Their `as_str()` spelling is what JS sees as `SandrunError.code`
+/// (the TypeScript `ErrorCode` union is generated from this enum; a test checks that
+/// serde's spelling equals `as_str()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// A builder or config value is wrong; nothing was sent.
     InvalidArgument,
@@ -42,11 +46,14 @@ pub enum ErrorCode {
     PaymentFailed,
     /// The wallet is on another chain than the escrow.
     WrongChain,
+    /// No worker matches what was asked (a job's `gpu()`, a pool's `discover()`
+    /// criteria); the message names what was asked and what the registry offers.
+    NoMatchingWorker,
 }
 
 impl ErrorCode {
     /// Every code, for parsing.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidArgument,
         ErrorCode::HttpStatus,
         ErrorCode::RateLimited,
@@ -64,6 +71,7 @@ impl ErrorCode {
         ErrorCode::PluginFailed,
         ErrorCode::PaymentFailed,
         ErrorCode::WrongChain,
+        ErrorCode::NoMatchingWorker,
     ];
 
     /// The code spelled `s`, if any.
@@ -91,6 +99,7 @@ impl ErrorCode {
             ErrorCode::PluginFailed => "PLUGIN_FAILED",
             ErrorCode::PaymentFailed => "PAYMENT_FAILED",
             ErrorCode::WrongChain => "WRONG_CHAIN",
+            ErrorCode::NoMatchingWorker => "NO_MATCHING_WORKER",
         }
     }
 }
@@ -151,3 +160,15 @@ impl std::error::Error for Error {}
 
 /// The SDK's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    /// The generated TypeScript union spells each code as serde does: it must be `as_str()`.
+    #[test]
+    fn serde_spelling_is_as_str() {
+        use super::ErrorCode::*;
+        for c in [InvalidArgument, HttpStatus, RateLimited, Network, Timeout, JobFailed, JobNotFound, VerificationFailed, ConsensusNotReached, UserRejected, Cancelled, MalformedResponse, Unsupported, Io, PluginFailed, PaymentFailed, WrongChain, NoMatchingWorker] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
+}

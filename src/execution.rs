@@ -43,6 +43,8 @@ struct Inner {
     /// Who may sign this result: the key the worker showed at `/health` when its pool
     /// joined, and the user's allowlist.
     trust: RefCell<SignerPolicy>,
+    /// With `gpu()`: where the job was placed and what was checked (`JobResult.placement`).
+    placement: RefCell<Option<crate::types::Placement>>,
 }
 
 /// Which keys may sign a result. A signature by any other key is a failed check, so a
@@ -96,13 +98,28 @@ impl JobExecution {
                 spool: RefCell::default(),
                 cost: RefCell::new(PaymentInfo::none()),
                 trust: RefCell::new(SignerPolicy { bound_key: None, allowed }),
+                placement: RefCell::new(None),
             }),
+        }
+    }
+
+    /// The job ended with `exit_code` (as the worker reports it; `wait()` checks it): the
+    /// status reads `completed` or `failed` from now on, unless the caller cancelled.
+    fn note_end(&self, exit_code: i64) {
+        let mut s = self.inner.status.borrow_mut();
+        if *s != "cancelled" {
+            *s = if exit_code == 0 { "completed" } else { "failed" }.into();
         }
     }
 
     /// Only accept a result signed under `policy`.
     pub fn set_signer_policy(&self, policy: SignerPolicy) {
         *self.inner.trust.borrow_mut() = policy;
+    }
+
+    /// Record where a GPU job was placed; it is reported as `JobResult.placement`.
+    pub fn set_placement(&self, placement: crate::types::Placement) {
+        *self.inner.placement.borrow_mut() = Some(placement);
     }
 
     /// The worker's job id (unique only together with [`Self::worker`]).
@@ -286,9 +303,12 @@ impl JobExecution {
             if let Some(why) = self.inner.trust.borrow().refuses(signer) {
                 checks.push(ProofCheck { name: "signer".into(), ok: false, detail: why });
             }
+            // Every output is fetched first and then hashed as one batch, which goes to
+            // the GPU when WebGPU is here and the batch is big enough to pay (src/gpu.rs).
+            let mut slots: Vec<Result<(&String, &crate::api::wire::OutputFileMeta, Rc<[u8]>), ProofCheck>> = Vec::new();
             for (path, meta) in &status.output_files {
                 if let Some(check) = self.spooled_check(path, meta).await {
-                    checks.push(check);
+                    slots.push(Err(check));
                     continue;
                 }
                 // Inputs come back unchanged most of the time: hash our own copy first.
@@ -298,17 +318,31 @@ impl JobExecution {
                     _ => match c.download_file(&self.inner.id, path, meta.size_bytes).await {
                         Ok(b) => b.into(),
                         Err(e) => {
-                            checks.push(ProofCheck { name: format!("output:{path}"), ok: false, detail: format!("download failed: {}", e.message) });
+                            slots.push(Err(ProofCheck { name: format!("output:{path}"), ok: false, detail: format!("download failed: {}", e.message) }));
                             continue;
                         }
                     },
                 };
-                let h = c.platform().sha256_hex(&bytes).await;
+                slots.push(Ok((path, meta, bytes)));
+            }
+            let batch: Vec<Rc<[u8]>> = slots.iter().filter_map(|s| s.as_ref().ok().map(|(_, _, b)| b.clone())).collect();
+            let (hashes, engine) = crate::gpu::sha256_for_proof(c.platform().as_ref(), &batch).await;
+            let on = if engine == crate::gpu::HashEngine::Gpu { " (hashed on the GPU)" } else { "" };
+            let mut hashes = hashes.into_iter();
+            for slot in slots {
+                let (path, meta, bytes) = match slot {
+                    Err(check) => {
+                        checks.push(check);
+                        continue;
+                    }
+                    Ok(x) => x,
+                };
+                let h = hashes.next().unwrap_or_default();
                 let ok = h == meta.sha256 && bytes.len() as u64 == meta.size_bytes;
                 checks.push(ProofCheck {
                     name: format!("output:{path}"),
                     ok,
-                    detail: if ok { format!("sha256 {h} matches") } else { format!("worker claims sha256 {} ({} bytes), bytes hash to {h} ({} bytes)", meta.sha256, meta.size_bytes, bytes.len()) },
+                    detail: if ok { format!("sha256 {h} matches{on}") } else { format!("worker claims sha256 {} ({} bytes), bytes hash to {h} ({} bytes){on}", meta.sha256, meta.size_bytes, bytes.len()) },
                 });
                 if job.stdout_file.as_deref() == Some(path.as_str()) && ok {
                     stdout_bytes = Some(bytes.clone());
@@ -360,6 +394,7 @@ impl JobExecution {
                 .collect(),
             cpu_seconds: meta.cpu_seconds,
             memory_mb: meta.memory_peak_mb,
+            placement: self.inner.placement.borrow().clone(),
             ipfs: None,
         };
         if verify && !verified {
@@ -571,8 +606,10 @@ fn stdout_check(name: &str, signed: Option<&[u8]>, reported: &str) -> ProofCheck
 
 /// One piece of a job's log.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct LogChunk {
     /// `stdout`, `stderr` or `status`.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "'stdout' | 'stderr' | 'status'"))]
     pub stream: String,
     pub text: String,
 }
@@ -642,6 +679,9 @@ impl LogStream {
                                 if let Some(cpu) = done_frame_cpu(&t) {
                                     self.exec.inner.exact_cpu.set(Some(cpu));
                                 }
+                                if let Some(exit) = t.split("exit=").nth(1).and_then(|r| r.split([',', ')']).next()).and_then(|x| x.trim().parse::<i64>().ok()) {
+                                    self.exec.note_end(exit);
+                                }
                                 // The reference keeps the socket open until we say something.
                                 ws.send("done");
                                 ws.close();
@@ -677,6 +717,7 @@ impl LogStream {
     async fn fallback(&self) -> Result<LogState> {
         let exec = &self.exec;
         let status = exec.final_status().await?;
+        exec.note_end(status.execution_metadata.exit_code);
         let logs = exec.inner.client.logs(exec.id()).await?;
         let mut q = VecDeque::new();
         let delivered = self.delivered_stdout.borrow().clone();

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod execution;
+pub mod gpu;
 pub mod ipfs;
 pub mod job;
 pub mod node;

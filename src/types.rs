@@ -157,6 +157,18 @@ impl fmt::Display for ConsensusLevel {
     }
 }
 
+/// Where a submitted job stands (`JobExecution.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
 /// Where a job's result stands (`JobResult.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
@@ -303,6 +315,11 @@ pub struct JobResult {
     /// CPU seconds (2 decimals, as the worker reports it).
     pub cpu_seconds: f64,
     pub memory_mb: u64,
+    /// With `gpu()`: the worker the job was placed on and whether its registry entry was
+    /// checked against the requirements (`gpuChecked: false` without a registry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub placement: Option<Placement>,
     /// Where the outputs were published to IPFS (jobs built with `publish()`, after
     /// `download()` verified them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -329,6 +346,165 @@ pub struct PublishedFile {
     pub path: String,
     pub cid: String,
     pub size: u64,
+}
+
+/// Where a GPU job was placed and what was checked (`JobResult.placement`; only jobs
+/// with `gpu()`). Without a registry nothing could be checked, and this says so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// The worker the job ran on.
+    pub worker: String,
+    /// True when the worker's registry entry was checked against `gpu()` and matched.
+    pub gpu_checked: bool,
+    /// The GPU the worker's registry entry declares, when it was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "Record<string, unknown>"))]
+    pub declared: Option<serde_json::Value>,
+    /// What was checked, or why nothing was.
+    pub detail: String,
+}
+
+/// Where a job would run (`JobEstimate.placement`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct EstimatePlacement {
+    /// Worker URLs the job would be sent to: the registry's matching active entries (not
+    /// yet health-checked), or the configured worker without a registry.
+    pub workers: Vec<String>,
+    /// Whether a registry was consulted.
+    pub checked: bool,
+    /// With `gpu()`: whether the registry has enough workers declaring a matching GPU
+    /// (absent without a registry: not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub gpu_met: Option<bool>,
+    pub detail: String,
+}
+
+/// Whether the job's `GPURequirements` could run on this machine's GPU, from the probe
+/// (`JobEstimate.localGpu`; only jobs with `gpu()`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct LocalGpuEstimate {
+    /// WebGPU gave a working device here.
+    pub available: bool,
+    /// Whether the local GPU meets the requirements (absent: cannot be told, e.g. WebGPU
+    /// does not expose GPU memory and the job asks for some; `reasons` says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub can_run: Option<bool>,
+    /// Why not, or what could not be told.
+    pub reasons: Vec<String>,
+    /// Measured local FP32 throughput divided by the requested GPU type's (from the
+    /// documented table, `gpuTypes()`); absent when the type is not in the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub relative_speed: Option<f64>,
+    /// The table entry the requested type matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub reference: Option<GpuType>,
+    /// The local figures came from a software GPU (SwiftShader, lavapipe): they say
+    /// nothing about real hardware.
+    pub software: bool,
+}
+
+/// One row of the GPU type table (`gpuTypes()`): published figures of a GPU model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct GpuType {
+    /// Canonical name, matched against `gpu({ type })` and registry entries.
+    pub name: String,
+    pub vendor: String,
+    /// Peak FP32 TFLOP/s (vendor datasheet, boost clock, no sparsity).
+    pub fp32_tflops: f64,
+    /// Memory per GPU in GB (the largest common variant).
+    pub memory_gb: f64,
+    /// CUDA compute capability (NVIDIA only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub compute: Option<f64>,
+}
+
+/// What `sandrun.gpu().probe()` reports: whether WebGPU works here, the adapter, its
+/// limits and the throughput the calibration kernels measured. Same JSON as the GPU
+/// module's (`gpu/src/probe.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct GpuProbe {
+    pub available: bool,
+    /// Why WebGPU is not available, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub adapter: Option<GpuAdapterInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub limits: Option<GpuLimits>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub throughput: Option<GpuThroughput>,
+}
+
+/// The adapter, as far as the platform tells (browsers withhold most of it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct GpuAdapterInfo {
+    /// `'webgpu'` (browsers, Node) or `'vulkan'` (native).
+    pub backend: String,
+    pub name: String,
+    #[serde(default)]
+    pub vendor: String,
+    #[serde(default)]
+    pub architecture: String,
+    /// `'discrete' | 'integrated' | 'virtual' | 'cpu' | 'other'`
+    pub device_type: String,
+    /// A software GPU (SwiftShader, lavapipe, a fallback adapter).
+    pub software: bool,
+}
+
+/// Adapter limits that bound a compute batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct GpuLimits {
+    pub max_buffer_size: f64,
+    pub max_storage_buffer_binding_size: f64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+}
+
+/// Calibration results, measured on this machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct GpuThroughput {
+    /// Batch SHA-256 on the GPU (many 4 KiB messages, upload and readback included), MB/s.
+    pub sha256_mbps: f64,
+    pub sha256_batch: u32,
+    /// One tiny dispatch with readback: the fixed cost of every batch, ms.
+    pub dispatch_ms: f64,
+    /// FP32 GFLOP/s from the FMA kernel.
+    pub fp32_gflops: f64,
+    /// The CPU's SHA-256 on the same data (the platform's native hash), MB/s, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub cpu_sha256_mbps: Option<f64>,
+    /// Smallest batch (total bytes) for which proof checks hash on the GPU, from these
+    /// figures; absent when the GPU never beats the CPU here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub proof_threshold_bytes: Option<f64>,
 }
 
 /// A cost and time estimate (spec: `JobEstimate`).
@@ -364,6 +540,15 @@ pub struct JobEstimate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
     pub gas_cost: Option<String>,
+    /// Where the job would run, and whether its `gpu()` requirements can be met there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub placement: Option<EstimatePlacement>,
+    /// With `gpu()`: whether the requirements could run on this machine's GPU, and its
+    /// speed relative to the requested type (from `sandrun.gpu().probe()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub local_gpu: Option<LocalGpuEstimate>,
 }
 
 impl JobEstimate {

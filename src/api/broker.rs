@@ -11,7 +11,7 @@ use std::rc::Rc;
 pub const BROKER_TIMEOUT_MS: u64 = 30_000;
 
 /// A node as `/nodes` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct NodeRecord {
     pub id: String,
     pub endpoint: String,

@@ -40,6 +40,8 @@ pub struct PaidJob {
     in_flight: Cell<Option<&'static str>>,
     credited: RefCell<Vec<Address>>,
     settled: Cell<bool>,
+    /// A settlement is in flight.
+    busy: Cell<bool>,
 }
 
 thread_local!(static NONCE: Cell<u64> = const { Cell::new(0) });
@@ -100,6 +102,7 @@ pub async fn open(client: &Sandrun, job_hash: &str, timeout_secs: f64, request: 
         in_flight: Cell::new(Some("opening")),
         credited: RefCell::default(),
         settled: Cell::new(false),
+        busy: Cell::new(false),
     };
     let txs = paid.escrow().open(payer, hash, nonce, token, amount, deadline).await.map_err(|e| paid.stuck(e))?;
     paid.in_flight.set(None);
@@ -273,6 +276,20 @@ impl PaidJob {
     /// carries `cost`. A failed settlement turns the outcome into `PAYMENT_FAILED`, with
     /// what it takes to settle later in `details` when a transaction was sent.
     pub async fn settle(&self, client: &Sandrun, outcome: Result<JobResult>) -> Result<JobResult> {
+        // A settle that starts while another is in flight (two replicas of a distributed
+        // job awaited together, or wait() twice) waits for it, so every caller reads the
+        // final state; the guard frees the slot even if a caller stops waiting.
+        while self.busy.get() {
+            self.platform.sleep(10).await;
+        }
+        struct Busy<'a>(&'a Cell<bool>);
+        impl Drop for Busy<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        self.busy.set(true);
+        let _busy = Busy(&self.busy);
         let verified_ids: Option<Vec<String>> = match &outcome {
             Ok(r) if r.proof.as_ref().is_some_and(|p| p.verified) && r.status == crate::types::ResultStatus::Completed => {
                 let p = r.proof.as_ref().unwrap();

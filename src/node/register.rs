@@ -54,6 +54,8 @@ fn broker_of(client: &Sandrun) -> Result<(BrokerClient, Vec<(String, String)>)> 
 
 /// Check the worker, then register it with the registry.
 pub async fn register(client: &Sandrun, spec: &NodeSpec) -> Result<Node> {
+    // Plugins' onInit runs before the first network operation of any kind.
+    client.init().await?;
     let (broker, headers) = broker_of(client)?;
     let mut caps = spec.capabilities_json()?;
     let endpoint = match &spec.endpoint {

@@ -153,6 +153,38 @@ pub trait Middleware {
     }
 }
 
+/// `SandrunConfig.authentication` applied to every request to the configured registry
+/// and gateway (matched by exact origin), and to nothing else: never a worker, an
+/// archive host, a chain RPC or a redirect target on another origin.
+pub struct ConfigAuth {
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+impl ConfigAuth {
+    /// `None` when the config carries no credentials.
+    pub fn of(config: &crate::config::SandrunConfig) -> Option<ConfigAuth> {
+        let a = config.authentication.as_ref()?;
+        let mut headers = std::collections::BTreeMap::new();
+        if let Some(t) = &a.token {
+            headers.insert("Authorization".to_string(), format!("Bearer {t}"));
+        }
+        if let Some(k) = &a.api_key {
+            headers.insert("X-API-Key".to_string(), k.clone());
+        }
+        (!headers.is_empty()).then_some(ConfigAuth { headers })
+    }
+}
+
+impl Middleware for ConfigAuth {
+    fn name(&self) -> String {
+        "authentication".into()
+    }
+    fn execute(self: Rc<Self>, next: Next, ctx: OpContext) -> LocalFuture<'static, Result<HttpResponse>> {
+        let covered = ctx.service == "registry" || ctx.service == "gateway";
+        Box::pin(async move { if covered { next.with_headers(&self.headers).run().await } else { next.run().await } })
+    }
+}
+
 /// The rest of the chain; `run()` may be called several times: the layer below sees
 /// each call as its next attempt.
 #[derive(Clone)]

@@ -12,12 +12,13 @@
 //!   reached, `CONSENSUS_NOT_REACHED` with every replica's outcome.
 
 pub mod consensus;
+pub mod placement;
 
 use crate::api::{BrokerClient, WorkerClient};
 use crate::client::Sandrun;
 use crate::error::{Error, ErrorCode, Result};
 use crate::execution::{JobExecution, SignerPolicy};
-use crate::job::{JobBuilder, PreparedJob};
+use crate::job::PreparedJob;
 use crate::types::{ConsensusLevel, JobResult, Proof};
 use crate::util::Race;
 use consensus::{largest_group, parse_signed, signature_ok, Agreement};
@@ -143,6 +144,21 @@ pub struct PoolNode {
     pub capabilities: Value,
 }
 
+/// One distinct capability of a pool's workers (spec: `Capability`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct Capability {
+    /// `'gpu'`, `'interpreter'` or `'region'`.
+    pub kind: String,
+    /// e.g. `'a100'`, `'python3'`, `'us-east'`.
+    pub value: String,
+    /// `kind:value`, e.g. `'gpu:a100'`.
+    pub label: String,
+    /// How many of the pool's workers offer it.
+    pub nodes: u32,
+}
+
 /// A pool as described, before `join()`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PoolSpec {
@@ -229,6 +245,9 @@ pub struct Pool {
     /// not allowed, diversity rules).
     pub excluded: Vec<(String, String)>,
     client: Sandrun,
+    /// With a `gpu()` job: the requirement the nodes were narrowed to (placement.rs), so
+    /// each replica's result says where it ran and what was checked.
+    pub(crate) gpu: Option<crate::types::GPURequirements>,
 }
 
 /// What happened to one replica of a pooled job.
@@ -279,6 +298,8 @@ pub const JOIN_HEALTH_DEADLINE_MS: u64 = 10_000;
 
 /// Discover and check the pool's workers.
 pub async fn join(client: &Sandrun, spec: &PoolSpec) -> Result<Pool> {
+    // Plugins' onInit runs before the first network operation of any kind.
+    client.init().await?;
     let mut nodes: Vec<PoolNode> = Vec::new();
     let registry_nodes = if spec.discover.is_some() || spec.nodes.iter().any(|n| !n.starts_with("http")) {
         let reg = client.config().registry_endpoint.clone().ok_or_else(|| {
@@ -308,7 +329,11 @@ pub async fn join(client: &Sandrun, spec: &PoolSpec) -> Result<Pool> {
         }
     }
     if let Some(c) = &spec.discover {
-        for r in registry_nodes.iter().filter(|r| r.active == 1 && c.matches(&r.capabilities)) {
+        let matching: Vec<_> = registry_nodes.iter().filter(|r| r.active == 1 && c.matches(&r.capabilities)).collect();
+        if matching.is_empty() && nodes.is_empty() {
+            return Err(placement::no_discovery_match(c, &registry_nodes));
+        }
+        for r in matching {
             if !nodes.iter().any(|n| n.endpoint == r.worker_url()) {
                 nodes.push(to_node(r));
             }
@@ -377,6 +402,7 @@ pub async fn join(client: &Sandrun, spec: &PoolSpec) -> Result<Pool> {
         rules,
         excluded,
         client: client.clone(),
+        gpu: None,
     })
 }
 
@@ -437,57 +463,31 @@ impl Pool {
     }
 
     /// Distinct capabilities of the pool's nodes, as `kind:value` strings.
-    pub fn capabilities(&self) -> Vec<String> {
-        let mut caps: Vec<String> = Vec::new();
+    pub fn capabilities(&self) -> Vec<Capability> {
+        let mut caps: Vec<Capability> = Vec::new();
+        let mut add = |kind: &str, value: &str| match caps.iter_mut().find(|c| c.kind == kind && c.value == value) {
+            Some(c) => c.nodes += 1,
+            None => caps.push(Capability { kind: kind.into(), value: value.into(), label: format!("{kind}:{value}"), nodes: 1 }),
+        };
         for n in &self.nodes {
             let c = &n.capabilities;
             if let Some(t) = c["gpu"]["type"].as_str() {
-                caps.push(format!("gpu:{t}"));
+                add("gpu", t);
             }
             for i in c["interpreters"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-                caps.push(format!("interpreter:{i}"));
+                add("interpreter", i);
             }
             if let Some(r) = &n.region {
-                caps.push(format!("region:{r}"));
+                add("region", r);
             }
         }
-        caps.sort();
-        caps.dedup();
+        caps.sort_by(|a, b| a.label.cmp(&b.label));
         caps
     }
 
-    /// Submit one replica per selected worker, in parallel; a worker that refuses (429,
-    /// unreachable) is replaced by an unused one. Returns the executions.
-    pub async fn distribute(&self, job: &JobBuilder) -> Result<Vec<JobExecution>> {
-        let (_, n, level) = self.quorum(job.spec().consensus);
-        let prepared = Rc::new(self.client.prepare(job).await?);
-        let mut out = Vec::new();
-        let mut next = 0usize;
-        let mut race = Race::default();
-        let mut errors = Vec::new();
-        while (out.len() + race.pending()) < n as usize && next < self.nodes.len() {
-            race.push(self.submit_to(next, prepared.clone(), level));
-            next += 1;
-        }
-        while let Some((_, r)) = race.next().await {
-            match r {
-                Ok(ex) => out.push(ex),
-                Err(e) => {
-                    errors.push(e.message);
-                    if next < self.nodes.len() {
-                        race.push(self.submit_to(next, prepared.clone(), level));
-                        next += 1;
-                    }
-                }
-            }
-        }
-        if out.len() < n as usize {
-            return Err(Error::new(
-                ErrorCode::ConsensusNotReached,
-                format!("only {} of {n} workers accepted the job ({})", out.len(), errors.join("; ")),
-            ));
-        }
-        Ok(out)
+    /// A pool with no workers yet (what a built, not yet joined pool shows).
+    pub fn empty(client: Sandrun) -> Pool {
+        Pool { nodes: vec![], consensus: ConsensusLevel::Low, redundancy: 1, rules: ConsensusRules::default(), excluded: vec![], client, gpu: None }
     }
 
     async fn submit_to(&self, i: usize, prepared: Rc<PreparedJob>, level: ConsensusLevel) -> Result<JobExecution> {
@@ -499,6 +499,9 @@ impl Pool {
         let ex = replica.submit_prepared(prepared, level).await?;
         // Only a result signed by the key this worker showed at join() is its vote.
         ex.set_signer_policy(SignerPolicy { bound_key: node.worker_id.clone(), allowed });
+        if let Some(p) = self.placement_of(i) {
+            ex.set_placement(p);
+        }
         Ok(ex)
     }
 

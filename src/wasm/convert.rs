@@ -158,3 +158,34 @@ pub fn with_bytes(f: Finished) -> JobResult {
     }
     r
 }
+
+/// What the caller passed, for error messages: `the string "2GB"`, `the number NaN`, ...
+pub fn describe_js(v: &JsValue) -> String {
+    if let Some(t) = v.as_string() {
+        return format!("the string {t:?}");
+    }
+    if let Some(n) = v.as_f64() {
+        return format!("the number {n}");
+    }
+    if v.is_undefined() {
+        return "undefined".into();
+    }
+    if v.is_null() {
+        return "null".into();
+    }
+    if let Some(b) = v.as_bool() {
+        return format!("the boolean {b}");
+    }
+    if js_sys::Array::is_array(v) {
+        return "an array".into();
+    }
+    if v.is_function() {
+        return "a function".into();
+    }
+    "an object".into()
+}
+
+/// A number argument, or an error naming what was passed and what is expected.
+pub fn number_arg(v: &JsValue, what: &str, expected: &str) -> Result<f64, JsValue> {
+    v.as_f64().ok_or_else(|| err(Error::invalid(format!("{what} takes {expected}, got {}", describe_js(v)))))
+}

@@ -3,6 +3,8 @@
 
 mod convert;
 mod ipfs;
+mod gpu;
+mod job;
 mod plugin;
 mod node;
 mod pool;
@@ -22,6 +24,8 @@ use wasm_bindgen_futures::future_to_promise;
 
 pub use convert::set_host;
 pub use ipfs::Ipfs;
+pub use gpu::{set_gpu_host, LocalGpu};
+pub use job::Job;
 pub use node::{Node, NodeBuilder};
 pub use pool::{Pool, PoolBuilder};
 pub use proof::ProofBuilder;
@@ -34,22 +38,30 @@ use std::collections::HashMap;
 thread_local! {
     /// Joined pools by handle, so `JobBuilder.with(pool)` can find the Rust pool behind
     /// a JS `Pool` object without unsafe pointer games.
-    static POOLS: RefCell<HashMap<u32, CorePool>> = RefCell::new(HashMap::new());
+    static POOLS: RefCell<HashMap<u32, Rc<pool::PoolCell>>> = RefCell::new(HashMap::new());
 }
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS: &str = r#"
+// ConsensusLevel stays written here: it is a template literal type (`${number}-of-${number}`),
+// which tsify cannot derive from a Rust type. JobStatus, LogChunk and ErrorCode are generated
+// from the Rust types (types.rs, execution.rs, error.rs).
 /** How many workers must agree: `'none'` (1 worker, unchecked), `'low'` (1 worker,
  * signature and hashes checked), `'medium'` (2-of-3), `'high'` (3-of-5), or any `'k-of-n'`. */
 export type ConsensusLevel = 'none' | 'low' | 'medium' | 'high' | '2-of-3' | '3-of-5' | `${number}-of-${number}`;
-/** Where a job stands. */
-export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
-/** One piece of a job's log. */
-export interface LogChunk { stream: 'stdout' | 'stderr' | 'status'; text: string }
-/** Stable codes of `SandrunError.code`. */
-export type ErrorCode = 'INVALID_ARGUMENT' | 'HTTP_STATUS' | 'RATE_LIMITED' | 'NETWORK' | 'TIMEOUT' | 'JOB_FAILED' | 'JOB_NOT_FOUND' | 'VERIFICATION_FAILED' | 'CONSENSUS_NOT_REACHED' | 'USER_REJECTED' | 'CANCELLED' | 'MALFORMED_RESPONSE' | 'UNSUPPORTED' | 'IO' | 'PLUGIN_FAILED' | 'PAYMENT_FAILED' | 'WRONG_CHAIN';
 /** Code for `JobBuilder.code()`: text, bytes, or a Blob/File (a File's name becomes the entrypoint). */
 export type CodeSource = string | Uint8Array | Blob;
+/** The spec's base of every builder: immutable, `build()` gives the value it describes. */
+export interface SandrunBuilder<T> {
+  build(): T;
+  use(plugin: Plugin): this;
+  with(middleware: Middleware): this;
+  configure(config: Partial<SandrunConfig>): this;
+}
+/** What `Sandrun.build()` gives: a configured, immutable client (the `Sandrun` itself). */
+export type SandrunClient = Sandrun;
+/** A pool's consensus strategy (spec: `ConsensusStrategy`): the same values as `ConsensusLevel`. */
+export type ConsensusStrategy = ConsensusLevel;
 "#;
 
 /// The entry point: `Sandrun.create(config?)`.
@@ -107,6 +119,13 @@ impl JsSandrun {
         to_js(self.core.config())
     }
 
+    /// The configured client (spec: `build(): SandrunClient`). A `Sandrun` is already
+    /// immutable, so this is an equal client.
+    #[wasm_bindgen(unchecked_return_type = "SandrunClient")]
+    pub fn build(&self) -> JsSandrun {
+        JsSandrun { core: self.core.clone(), js_plugins: self.js_plugins.clone() }
+    }
+
     /// A new, empty job.
     #[wasm_bindgen(unchecked_return_type = "JobBuilder")]
     pub fn job(&self) -> Result<JsValue, JsValue> {
@@ -117,6 +136,12 @@ impl JsSandrun {
     #[wasm_bindgen(unchecked_return_type = "ProofBuilder")]
     pub fn proof(&self) -> Result<JsValue, JsValue> {
         self.built(ProofBuilder { client: self.core.clone(), receipt: None, allow: None, job: None, files: Default::default() }.into())
+    }
+
+    /// The local GPU: `probe()` and batch `sha256()` (WebGPU where there is one, the CPU
+    /// otherwise; the GPU module is loaded on first use).
+    pub fn gpu(&self) -> gpu::LocalGpu {
+        gpu::LocalGpu { client: self.core.clone() }
     }
 
     /// A new, empty pool description.
@@ -149,8 +174,8 @@ impl JsSandrun {
     }
 }
 
-/// The client with the config's `web3Provider`, if it has one.
-fn with_wallet(core: CoreSandrun, config: Option<&JsValue>) -> Result<CoreSandrun, JsValue> {
+/// The client with the config's `web3Provider`, if it has one (else the wallet it had).
+pub(crate) fn with_wallet(core: CoreSandrun, config: Option<&JsValue>) -> Result<CoreSandrun, JsValue> {
     let provider = config.filter(|c| c.is_object()).map(|c| js_sys::Reflect::get(c, &"web3Provider".into())).transpose()?;
     match provider.filter(|p| !p.is_undefined() && !p.is_null()) {
         Some(p) => Ok(core.with_wallet(Rc::new(wallet::JsWallet::new(p)?))),
@@ -166,8 +191,8 @@ pub struct JobBuilder {
     core: CoreJob,
     /// A Blob given to `code()`, read at submit (reading a Blob is asynchronous).
     blob: Option<JsValue>,
-    /// The pool given to `with(pool)`.
-    pool: Option<CorePool>,
+    /// The pool given to `with(pool)` (joined on first use if it was only built).
+    pool: Option<Rc<pool::PoolCell>>,
 }
 
 impl JobBuilder {
@@ -204,18 +229,22 @@ impl JobBuilder {
     }
     /// GPU requirements.
     pub fn gpu(&self, #[wasm_bindgen(unchecked_param_type = "GPURequirements")] requirements: JsValue) -> Result<JobBuilder, JsValue> {
-        if requirements.is_object() {
-            convert::check_keys(&requirements, &["type", "memory", "count", "compute"], "gpu()")?;
+        if !requirements.is_object() || js_sys::Array::is_array(&requirements) {
+            return Err(err(crate::Error::invalid(format!(
+                "gpu() takes an object like {{ type: 'a100', memory: '40GB', count: 1 }}, got {}",
+                convert::describe_js(&requirements)
+            ))));
         }
+        convert::check_keys(&requirements, &["type", "memory", "count", "compute"], "gpu()")?;
         self.next(self.core.gpu(from_js(requirements, "gpu()")?))
     }
     /// Memory limit in megabytes.
-    pub fn memory(&self, mb: f64) -> Result<JobBuilder, JsValue> {
-        self.next(self.core.memory(mb))
+    pub fn memory(&self, #[wasm_bindgen(unchecked_param_type = "number")] mb: JsValue) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.memory(convert::number_arg(&mb, "memory()", "a number of megabytes, e.g. memory(2048) for 2 GB")?))
     }
     /// Timeout in seconds, enforced by the SDK.
-    pub fn timeout(&self, seconds: f64) -> Result<JobBuilder, JsValue> {
-        self.next(self.core.timeout(seconds))
+    pub fn timeout(&self, #[wasm_bindgen(unchecked_param_type = "number")] seconds: JsValue) -> Result<JobBuilder, JsValue> {
+        self.next(self.core.timeout(convert::number_arg(&seconds, "timeout()", "a number of seconds, e.g. timeout(60)")?))
     }
     /// Environment variables for the job.
     pub fn environment(&self, #[wasm_bindgen(unchecked_param_type = "Record<string, string>")] vars: JsValue) -> Result<JobBuilder, JsValue> {
@@ -289,8 +318,13 @@ impl JobBuilder {
     }
     /// A new builder whose client has `partial` merged over its config.
     pub fn configure(&self, #[wasm_bindgen(unchecked_param_type = "Partial<SandrunConfig>")] partial: JsValue) -> Result<JobBuilder, JsValue> {
-        let partial = convert::config(Some(partial))?;
-        Ok(JobBuilder { client: self.client.configure(&partial).map_err(err)?, ..self.clone() })
+        let parsed = convert::config(Some(partial.clone()))?;
+        Ok(JobBuilder { client: with_wallet(self.client.configure(&parsed).map_err(err)?, Some(&partial))?, ..self.clone() })
+    }
+    /// The job as an immutable, inspectable value (spec: `build(): Job`), for
+    /// `Pool.distribute(job)` and for keeping.
+    pub fn build(&self) -> Job {
+        Job::new(self.clone())
     }
     /// Submit the job; resolves once the worker (or every replica's worker) accepted it.
     #[wasm_bindgen(unchecked_return_type = "Promise<JobExecution>")]
@@ -299,10 +333,13 @@ impl JobBuilder {
         future_to_promise(async move {
             let (client, pool) = (this.client.clone(), this.pool.clone());
             let job = this.resolved().await?;
-            let ctx = serde_json::json!({"operation": "submit"});
+            let pool = match pool {
+                Some(cell) => Some(cell.get().await.map_err(err)?),
+                None => None,
+            };
             match client.submit_paid(&job, pool.as_ref()).await {
-                Ok((core, payment)) => Ok(JobExecution { core, client, payment }.into()),
-                Err(e) => Err(err(client.hook_outcome(Err(e), ctx).await.err().expect("an error stays an error"))),
+                Ok((core, payment)) => Ok(JobExecution { core, client, payment, quorum: None }.into()),
+                Err(e) => Err(failed(&client, e, "submit").await),
             }
         })
     }
@@ -311,9 +348,19 @@ impl JobBuilder {
     pub fn estimate(&self) -> Promise {
         let this = self.clone();
         future_to_promise(async move {
-            let client = this.client.clone();
+            let (client, pool) = (this.client.clone(), this.pool.clone());
             let job = this.resolved().await?;
-            to_js(&client.estimate(&job).await.map_err(err)?)
+            let estimate = async {
+                let pool = match pool {
+                    Some(cell) => Some(cell.get().await?),
+                    None => None,
+                };
+                client.estimate_with(&job, pool.as_ref()).await
+            };
+            match estimate.await {
+                Ok(e) => to_js(&e),
+                Err(e) => Err(failed(&client, e, "estimate").await),
+            }
         })
     }
 }
@@ -326,12 +373,12 @@ pub struct JobExecution {
     client: CoreSandrun,
     /// The escrow of a paid job: released or refunded when the job settles.
     payment: Option<Rc<crate::chain::pay::PaidJob>>,
+    /// For one replica of a distributed job: the pooled run whose consensus settles the
+    /// escrow (`Pool.distribute()`).
+    quorum: Option<crate::pool::PooledRun>,
 }
 
 impl JobExecution {
-    pub(crate) fn single(e: CoreExecution, client: CoreSandrun) -> Self {
-        JobExecution { core: Submitted::Single(e), client, payment: None }
-    }
     fn context(&self, operation: &str) -> serde_json::Value {
         let p = self.primary();
         serde_json::json!({"operation": operation, "jobId": p.id(), "worker": p.worker()})
@@ -385,16 +432,13 @@ impl JobExecution {
     /// Wait for the end; the result is checked as the job's consensus level asks.
     #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
     pub fn wait(&self) -> Promise {
-        let (core, client, ctx, payment) = (self.core.clone(), self.client.clone(), self.context("wait"), self.payment.clone());
+        let (core, client, ctx, payment, quorum) = (self.core.clone(), self.client.clone(), self.context("wait"), self.payment.clone(), self.quorum.clone());
         future_to_promise(async move {
             let r = match core {
                 Submitted::Single(e) => e.wait().await,
                 Submitted::Pooled(r) => r.wait().await,
             };
-            let r = match payment {
-                Some(p) => p.settle(&client, r).await,
-                None => r,
-            };
+            let r = settled(payment, quorum, &client, r).await;
             to_js(&client.hook_outcome(r, ctx).await.map_err(err)?)
         })
     }
@@ -425,13 +469,10 @@ impl JobExecution {
     #[wasm_bindgen(unchecked_return_type = "Promise<JobResult>")]
     pub fn download(&self) -> Promise {
         let job = self.primary().job().clone();
-        let (core, client, ctx, payment) = (self.core.clone(), self.client.clone(), self.context("download"), self.payment.clone());
+        let (core, client, ctx, payment, quorum) = (self.core.clone(), self.client.clone(), self.context("download"), self.payment.clone(), self.quorum.clone());
         future_to_promise(async move {
             let r = downloaded(core).await.map(convert::with_bytes);
-            let r = match payment {
-                Some(p) => p.settle(&client, r).await,
-                None => r,
-            };
+            let r = settled(payment, quorum, &client, r).await;
             // Published after the payment settled: the work was verified either way.
             let r = crate::ipfs::publish_result(&client, &job, r).await;
             to_js(&client.hook_outcome(r, ctx).await.map_err(err)?)
@@ -444,7 +485,7 @@ impl JobExecution {
     /// A paid job is settled, and `onResult`/`onError` run, as for `download()`.
     #[wasm_bindgen(js_name = downloadTo, unchecked_return_type = "Promise<void>")]
     pub fn download_to(&self, path: String, #[wasm_bindgen(unchecked_optional_param_type = "DownloadToOptions")] options: Option<js_sys::Object>) -> Promise {
-        let (core, client, ctx, payment) = (self.core.clone(), self.client.clone(), self.context("downloadTo"), self.payment.clone());
+        let (core, client, ctx, payment, quorum) = (self.core.clone(), self.client.clone(), self.context("downloadTo"), self.payment.clone(), self.quorum.clone());
         future_to_promise(async move {
             let opts = download_to_options(options)?;
             // A target that cannot be used is the caller's to fix: reject at once; the
@@ -455,10 +496,7 @@ impl JobExecution {
                 Err(e) => (Err(e), None),
             };
             // Settled on the job's own outcome: a local write problem is not the worker's.
-            let outcome = match payment {
-                Some(p) => p.settle(&client, outcome).await,
-                None => outcome,
-            };
+            let outcome = settled(payment, quorum, &client, outcome).await;
             let outcome = match (outcome, staged) {
                 (Ok(r), Some(Ok(s))) => s.commit().await.map(|_| r),
                 (Ok(_), Some(Err(e))) => Err(e),
@@ -532,6 +570,60 @@ async fn downloaded(core: Submitted) -> crate::Result<crate::execution::Finished
         f.result.proof = a.proof;
     }
     Ok(f)
+}
+
+/// Settle a paid job's escrow on `outcome` (once; later calls only read its state). For a
+/// replica of a distributed job the escrow follows the pool's consensus, not the replica.
+async fn settled(
+    payment: Option<Rc<crate::chain::pay::PaidJob>>,
+    quorum: Option<crate::pool::PooledRun>,
+    client: &CoreSandrun,
+    outcome: crate::Result<crate::types::JobResult>,
+) -> crate::Result<crate::types::JobResult> {
+    let Some(p) = payment else { return outcome };
+    let Some(run) = quorum else { return p.settle(client, outcome).await };
+    if let Err(e) = p.settle(client, run.wait().await).await {
+        if e.code == crate::ErrorCode::PaymentFailed {
+            return Err(e);
+        }
+    }
+    let cost = p.info();
+    match outcome {
+        Ok(mut r) => {
+            r.cost = cost;
+            Ok(r)
+        }
+        Err(e) => Err(crate::chain::pay::merge_details(e, serde_json::json!({ "cost": cost }))),
+    }
+}
+
+/// An operation's failure after the plugins' `onError` (which may replace it), as JS.
+pub(crate) async fn failed(client: &CoreSandrun, e: crate::Error, operation: &str) -> JsValue {
+    let ctx = serde_json::json!({ "operation": operation });
+    err(client.hook_outcome(Err(e), ctx).await.err().expect("an error stays an error"))
+}
+
+/// `Pool.distribute(job)`: the same lifecycle as `job.with(pool).submit()` (plugins'
+/// `onSubmit`, the escrow opened before anything is sent, the job's consensus), one
+/// `JobExecution` per replica. A paid job is settled once, on the pool's consensus,
+/// whichever replica is awaited first.
+pub(crate) async fn distribute(pool: &CorePool, job: JobBuilder) -> Result<JsValue, JsValue> {
+    let client = job.client.clone();
+    let core = job.resolved().await?;
+    match client.submit_paid(&core, Some(pool)).await {
+        Ok((submitted, payment)) => {
+            let list = js_sys::Array::new();
+            let (executions, quorum) = match submitted {
+                Submitted::Single(e) => (vec![e], None),
+                Submitted::Pooled(run) => (run.executions(), Some(run)),
+            };
+            for e in executions {
+                list.push(&JobExecution { core: Submitted::Single(e), client: client.clone(), payment: payment.clone(), quorum: quorum.clone() }.into());
+            }
+            Ok(list.into())
+        }
+        Err(e) => Err(failed(&client, e, "distribute").await),
+    }
 }
 
 /// A job's log: `for await (const chunk of await execution.logs())`.

@@ -97,47 +97,139 @@ impl NodeBuilder {
     #[wasm_bindgen(unchecked_return_type = "Promise<Node>")]
     pub fn register(&self) -> Promise {
         let (client, spec) = (self.client.clone(), self.core.spec().clone());
-        future_to_promise(async move { Ok(Node { core: node::register(&client, &spec).await.map_err(err)? }.into()) })
+        future_to_promise(async move {
+            match node::register(&client, &spec).await {
+                Ok(n) => Ok(Node { kind: Kind::Registered(n) }.into()),
+                Err(e) => Err(super::failed(&client, e, "register").await),
+            }
+        })
+    }
+    /// The node without registering it yet (spec: `build(): Node`): `startListening()`
+    /// registers it first. `register()` registers now.
+    pub fn build(&self) -> Node {
+        Node { kind: Kind::Built { client: self.client.clone(), spec: self.core.spec().clone(), registered: Default::default() } }
     }
 }
 
-/// A registered provider node.
+/// What a `Node` stands for.
+enum Kind {
+    /// A provider node this program registered: it can listen.
+    Registered(CoreNode),
+    /// Described by `build()`, registered on `startListening()`.
+    Built { client: CoreSandrun, spec: node::NodeSpec, registered: std::rc::Rc<std::cell::RefCell<Option<CoreNode>>> },
+    /// Another operator's worker, a member of a joined pool (`Pool.nodes`).
+    Member(crate::pool::PoolNode),
+}
+
+/// A node of the network (spec: `Node`): one you registered (`register()`, `build()`),
+/// which can serve jobs, or a worker of a pool (`Pool.nodes`), which can only be read.
 #[wasm_bindgen]
 pub struct Node {
-    core: CoreNode,
+    kind: Kind,
+}
+
+impl Node {
+    pub(crate) fn member(n: crate::pool::PoolNode) -> Node {
+        Node { kind: Kind::Member(n) }
+    }
+    /// The registered core node, if there is one yet.
+    fn registered(&self) -> Option<CoreNode> {
+        match &self.kind {
+            Kind::Registered(n) => Some(n.clone()),
+            Kind::Built { registered, .. } => registered.borrow().clone(),
+            Kind::Member(_) => None,
+        }
+    }
+    fn not_yours(&self) -> JsValue {
+        err(crate::Error::new(
+            crate::ErrorCode::Unsupported,
+            "this Node is a worker of a pool (another operator's): only a node you registered with sandrun.node()...register() can listen",
+        ))
+    }
 }
 
 #[wasm_bindgen]
 impl Node {
-    /// The registry's node id.
+    /// The registry's node id (empty for a built node until it registered).
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> String {
-        self.core.id().to_string()
+        match (&self.kind, self.registered()) {
+            (Kind::Member(n), _) => n.id.clone(),
+            (_, Some(c)) => c.id().to_string(),
+            _ => String::new(),
+        }
     }
     /// The Sandrun worker URL this node serves from.
     #[wasm_bindgen(getter)]
     pub fn endpoint(&self) -> String {
-        self.core.endpoint().to_string()
+        match (&self.kind, self.registered()) {
+            (Kind::Member(n), _) => n.endpoint.clone(),
+            (_, Some(c)) => c.endpoint().to_string(),
+            (Kind::Built { client, spec, .. }, None) => spec.endpoint.clone().unwrap_or_else(|| client.config().endpoint()),
+            _ => String::new(),
+        }
     }
-    /// The worker's base64 Ed25519 key (from its `/health`).
+    /// The worker's base64 Ed25519 key (from its `/health`; null before it was asked).
     #[wasm_bindgen(getter, js_name = workerId)]
-    pub fn worker_id(&self) -> String {
-        self.core.worker_id().to_string()
+    pub fn worker_id(&self) -> Option<String> {
+        match (&self.kind, self.registered()) {
+            (Kind::Member(n), _) => n.worker_id.clone(),
+            (_, Some(c)) => Some(c.worker_id().to_string()),
+            _ => None,
+        }
     }
-    /// The `capabilities` object exactly as registered (reference and extension fields;
-    /// unset ones are `null`, as the registry lists them).
+    /// The declared region, if any.
+    #[wasm_bindgen(getter)]
+    pub fn region(&self) -> Option<String> {
+        match (&self.kind, self.registered()) {
+            (Kind::Member(n), _) => n.region.clone(),
+            (_, Some(c)) => c.capabilities()["region"].as_str().map(str::to_string),
+            _ => None,
+        }
+    }
+    /// The payout address the registry lists (paid only when the worker's key bound it).
+    #[wasm_bindgen(getter)]
+    pub fn payout(&self) -> Option<String> {
+        match (&self.kind, self.registered()) {
+            (Kind::Member(n), _) => n.payout.clone(),
+            (_, Some(c)) => c.capabilities()["payout"].as_str().map(str::to_string),
+            _ => None,
+        }
+    }
+    /// The `capabilities` object as registered (reference and extension fields; unset
+    /// ones are `null`, as the registry lists them).
     #[wasm_bindgen(getter, unchecked_return_type = "Record<string, unknown>")]
     pub fn capabilities(&self) -> Result<JsValue, JsValue> {
         use serde::Serialize;
-        self.core
-            .capabilities()
-            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        let caps = match (&self.kind, self.registered()) {
+            (Kind::Member(n), _) => n.capabilities.clone(),
+            (_, Some(c)) => c.capabilities().clone(),
+            (Kind::Built { spec, .. }, None) => spec.capabilities_json().map_err(err)?,
+            _ => serde_json::Value::Null,
+        };
+        caps.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(|e| err(crate::Error::malformed(format!("cannot convert the capabilities to JS: {e}"))))
     }
-    /// Counters of the loop.
+    /// A plain copy of the fields above (what `JSON.stringify(node)` gives).
+    #[wasm_bindgen(js_name = toJSON)]
+    pub fn to_json(&self) -> Result<JsValue, JsValue> {
+        let o = js_sys::Object::new();
+        Reflect::set(&o, &"id".into(), &self.id().into())?;
+        Reflect::set(&o, &"endpoint".into(), &self.endpoint().into())?;
+        Reflect::set(&o, &"workerId".into(), &self.worker_id().map(JsValue::from).unwrap_or(JsValue::NULL))?;
+        Reflect::set(&o, &"region".into(), &self.region().map(JsValue::from).unwrap_or(JsValue::NULL))?;
+        Reflect::set(&o, &"payout".into(), &self.payout().map(JsValue::from).unwrap_or(JsValue::NULL))?;
+        Reflect::set(&o, &"capabilities".into(), &self.capabilities()?)?;
+        Ok(o.into())
+    }
+    /// Counters of the loop (zeros before it ran; a pool's worker has none: `UNSUPPORTED`).
     #[wasm_bindgen(getter, unchecked_return_type = "NodeStats")]
     pub fn stats(&self) -> Result<JsValue, JsValue> {
-        to_js(&self.core.stats())
+        match (&self.kind, self.registered()) {
+            (Kind::Member(_), _) => Err(self.not_yours()),
+            (_, Some(c)) => to_js(&c.stats()),
+            _ => to_js(&node::NodeStats::default()),
+        }
     }
     /// Start serving the registry's jobs in the background; resolves once the loop runs
     /// (after its first heartbeat attempt). A second call while running does nothing.
@@ -148,10 +240,27 @@ impl Node {
             Some(v) if !v.is_undefined() && !v.is_null() => Err(err(crate::Error::invalid("startListening() takes { heartbeatInterval?, pollInterval? } or nothing"))),
             _ => Ok(ListenOptions::default()),
         };
-        let core = self.core.clone();
+        if matches!(self.kind, Kind::Member(_)) {
+            return Promise::reject(&self.not_yours());
+        }
+        let (now, built) = match &self.kind {
+            Kind::Built { client, spec, registered } => (self.registered(), Some((client.clone(), spec.clone(), registered.clone()))),
+            _ => (self.registered(), None),
+        };
         future_to_promise(async move {
             let options = options?;
             options.validate().map_err(err)?;
+            let core = match (now, built) {
+                (Some(c), _) => c,
+                (None, Some((client, spec, cell))) => {
+                    let c = match node::register(&client, &spec).await {
+                        Ok(c) => c,
+                        Err(e) => return Err(super::failed(&client, e, "register").await),
+                    };
+                    cell.borrow_mut().get_or_insert(c).clone()
+                }
+                (None, None) => return Err(err(crate::Error::invalid("this node is not registered"))),
+            };
             if let Some(run) = core.start(options) {
                 spawn_local(run);
             }
@@ -162,9 +271,14 @@ impl Node {
     /// Stop the loop; resolves once it has ended (a job being run is reported first).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn stop(&self) -> Promise {
-        let core = self.core.clone();
+        if matches!(self.kind, Kind::Member(_)) {
+            return Promise::reject(&self.not_yours());
+        }
+        let core = self.registered();
         future_to_promise(async move {
-            core.stop().await;
+            if let Some(core) = core {
+                core.stop().await;
+            }
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -14,8 +14,6 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 #[wasm_bindgen(typescript_custom_section)]
 const TS: &str = r#"
 import type { SandrunError } from './index.js';
-/** A job as plugins see it in `onSubmit` (the code and files are read-only). */
-export type Job = JobDescription;
 /** What a middleware is told about the operation it wraps. */
 export interface MiddlewareContext {
   /** `submit`, `status`, `logs`, `download`, `outputs`, `health`, `stats`, `registry.<path>`
@@ -53,8 +51,11 @@ export interface Plugin {
   name: string;
   version: string;
   onInit?(config: SandrunConfig): Promise<void> | void;
-  onBuild?(builder: JobBuilder | PoolBuilder | ProofBuilder | NodeBuilder): void;
-  onSubmit?(job: Job): Promise<Job | void> | Job | void;
+  /** Called with every builder the client creates (`job()`, `pool()`, `node()`, `proof()`). */
+  onBuild?<T>(builder: SandrunBuilder<T>): void;
+  /** May return the job, another `Job` or a `JobDescription` with changed settings (the
+   * code and files stay as submitted). */
+  onSubmit?(job: Job): Promise<Job | JobDescription | void> | Job | JobDescription | void;
   onResult?(result: JobResult): Promise<JobResult | void> | JobResult | void;
   onError?(error: SandrunError, context: { operation: string; jobId?: string; worker?: string }): Promise<Error | void> | Error | void;
   /** A middleware the plugin adds to every network operation. */
@@ -158,9 +159,18 @@ impl Plugin for JsPlugin {
     }
     fn on_submit(self: Rc<Self>, job: JobDescription) -> LocalFuture<'static, Result<JobDescription>> {
         Box::pin(async move {
-            let j = core(to_js(&job))?;
+            // The spec's `onSubmit(job: Job)`: the plugin sees a `Job` value and returns a
+            // `Job` (this one, or one with changed settings) or a plain description.
+            let j: JsValue = super::job::Job::described(job.clone()).into();
             match call_hook(&self.obj, "onSubmit", &[j], &self.name).await? {
-                Some(v) => core(from_js(v, "onSubmit's returned job")),
+                Some(v) => {
+                    let to_json = Reflect::get(&v, &"toJSON".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
+                    let v = match to_json {
+                        Some(f) => f.call0(&v).map_err(|e| error_from_js(&e, &self.name))?,
+                        None => v,
+                    };
+                    core(from_js(v, "onSubmit's returned job"))
+                }
                 None => Ok(job),
             }
         })
@@ -302,8 +312,10 @@ macro_rules! layered_builder {
             }
             /// A new builder whose client has `partial` merged over its config.
             pub fn configure(&self, #[wasm_bindgen(unchecked_param_type = "Partial<SandrunConfig>")] partial: JsValue) -> Result<$t, JsValue> {
-                let partial = crate::wasm::convert::config(Some(partial))?;
-                Ok($t { client: self.client.configure(&partial).map_err(crate::wasm::convert::err)?, ..self.clone() })
+                let parsed = crate::wasm::convert::config(Some(partial.clone()))?;
+                let client = self.client.configure(&parsed).map_err(crate::wasm::convert::err)?;
+                // A `web3Provider` in `partial` replaces the wallet; without one it is kept.
+                Ok($t { client: crate::wasm::with_wallet(client, Some(&partial))?, ..self.clone() })
             }
         }
     };

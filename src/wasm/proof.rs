@@ -68,6 +68,7 @@ fn receipt_of(v: &JsValue) -> crate::Result<Receipt> {
         files: r.files.into_iter().map(|f| OutputFile { path: f.path, size: 0, sha256: f.sha256, bytes: None }).collect(),
         cpu_seconds: 0.0,
         memory_mb: 0,
+        placement: None,
         ipfs: None,
     };
     Receipt::from_result(&result)
@@ -83,9 +84,18 @@ impl ProofBuilder {
     pub fn allow(&self, #[wasm_bindgen(js_name = workerIds, unchecked_param_type = "string[]")] worker_ids: JsValue) -> Result<ProofBuilder, JsValue> {
         Ok(ProofBuilder { allow: Some(from_js(worker_ids, "allow()")?), ..self.clone() })
     }
-    /// The job that was submitted: its hash is recomputed and compared.
-    pub fn job(&self, job: &JobBuilder) -> ProofBuilder {
-        ProofBuilder { job: Some(job.clone()), ..self.clone() }
+    /// The job that was submitted (a `Job` or a `JobBuilder`): its hash is recomputed and
+    /// compared.
+    pub fn job(&self, #[wasm_bindgen(unchecked_param_type = "Job | JobBuilder")] job: JsValue) -> Result<ProofBuilder, JsValue> {
+        let job = super::Job::builder_of(&job).ok_or_else(|| err(crate::Error::invalid("proof().job() takes the Job or JobBuilder that was submitted")))?;
+        Ok(ProofBuilder { job: Some(job), ..self.clone() })
+    }
+    /// The receipt this builder checks (spec: `build()`), without checking it: `verify()`
+    /// or `toReceipt()` check it.
+    #[wasm_bindgen(unchecked_return_type = "Receipt")]
+    pub fn build(&self) -> Result<JsValue, JsValue> {
+        let receipt = self.receipt.clone().ok_or_else(|| err(crate::Error::invalid("proof(): call from(result or receipt) before build()")))?;
+        to_js(&*receipt)
     }
     /// Downloaded files (`result.files` after `download()`, or `{ path: bytes }`): each is hashed.
     pub fn files(&self, #[wasm_bindgen(unchecked_param_type = "OutputFile[] | Record<string, Uint8Array>")] files: JsValue) -> Result<ProofBuilder, JsValue> {
@@ -119,7 +129,15 @@ impl ProofBuilder {
         future_to_promise(async move {
             let receipt = this.receipt.clone().ok_or_else(|| err(crate::Error::invalid("proof(): call from(result or receipt) first")))?;
             let job_hash = match this.job.clone() {
-                Some(j) => Some(this.client.prepare(&j.resolved().await?).await.map_err(err)?.job_hash),
+                Some(j) => {
+                    // Recomputing the hash may fetch the job's sources: a network operation.
+                    let client = this.client.clone();
+                    let core = j.resolved().await?;
+                    match async { client.init().await?; client.prepare(&core).await }.await {
+                        Ok(p) => Some(p.job_hash),
+                        Err(e) => return Err(super::failed(&client, e, "proof").await),
+                    }
+                }
                 None => None,
             };
             let inputs = ProofInputs { allow: this.allow.clone(), job_hash, files: (*this.files).clone() };

@@ -72,10 +72,10 @@ test('discover() filters registry nodes; distribute() runs one replica per worke
   const gpu = await sandrun.pool().discover({ minGPUs: 1 }).join();
   // Devnet workers 1 and 4 advertise one simulated nvidia-t4.
   assert.deepEqual(gpu.nodes.map((n) => n.endpoint).sort(), [W.b, W.badsig].sort());
-  assert.ok(gpu.capabilities.includes('gpu:nvidia-t4'));
+  assert.ok(gpu.capabilities.some((c) => c.label === 'gpu:nvidia-t4'));
   const east = await sandrun.pool().discover({ region: 'us-east', interpreters: ['python3'] }).join();
   assert.ok(east.nodes.every((n) => n.region === 'us-east') && east.nodes.length >= 2);
-  await rejectsWith(sandrun.pool().discover({ gpuType: 'h100' }).join(), 'CONSENSUS_NOT_REACHED', SandrunError);
+  await rejectsWith(sandrun.pool().discover({ gpuType: 'h100' }).join(), 'NO_MATCHING_WORKER', SandrunError);
   const pool = await sandrun.pool().nodes([W.a, W.b, W.c]).redundancy(3).join();
   const executions = await pool.distribute(sandrun.job().code('print("r")'));
   assert.equal(executions.length, 3);

@@ -77,7 +77,7 @@ test('Complex Multi-Node Workflow with a local repository and no payment: 3-of-5
   const before = await jobsEverywhere();
   const { pool, execution, metrics } = await pools.complexWorkflowHere(`http://127.0.0.1:${repo.address().port}/user/ml-training`);
   assert.equal(pool.nodes.length, 5);
-  assert.ok(pool.capabilities.includes('gpu:nvidia-a100'));
+  assert.ok(pool.capabilities.some((c) => c.label === 'gpu:nvidia-a100'));
   const result = await execution.wait();
   // The agreed proof re-verifies offline; one proof alone cannot make the pool's 2-of-3.
   const c = await pools.verifyAll(pool, execution);

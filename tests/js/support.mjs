@@ -64,3 +64,40 @@ export async function rejectsWith(fnOrPromise, code, SandrunError) {
   }
   throw new Error(`expected a SandrunError ${code}, but it succeeded`);
 }
+
+/**
+ * A real forwarding HTTP proxy on loopback in front of `target` (a worker or registry),
+ * for tests that must see or alter what crosses the wire. Header names are forwarded as
+ * sent (a reference worker matches them case-sensitively). `log` collects every request
+ * `{ method, url, headers }` (lowercased names); `rewrite(path, text)` may alter JSON
+ * answers (a lying worker in front of an honest one). WebSocket upgrades are refused,
+ * so the SDK falls back to polling. Resolves with `{ url, close() }`.
+ */
+export async function forwardingProxy(target, { log, rewrite } = {}) {
+  const http = await import('node:http');
+  const t = new URL(target);
+  const s = http.createServer((req, res) => {
+    log?.push({ at: performance.now(), method: req.method, url: req.url, headers: req.headers });
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const headers = {};
+      for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i].toLowerCase() !== 'host') headers[req.rawHeaders[i]] = req.rawHeaders[i + 1];
+      headers.Host = t.host;
+      const up = http.request({ host: t.hostname, port: t.port, path: req.url, method: req.method, headers }, (ur) => {
+        const body = [];
+        ur.on('data', (c) => body.push(c));
+        ur.on('end', () => {
+          let out = Buffer.concat(body);
+          if (rewrite && /json/.test(ur.headers['content-type'] ?? '')) out = Buffer.from(rewrite(req.url, out.toString('latin1')), 'latin1');
+          res.writeHead(ur.statusCode, { ...ur.headers, 'content-length': String(out.length) }).end(out);
+        });
+      });
+      up.on('error', () => res.destroy());
+      up.end(Buffer.concat(chunks));
+    });
+  });
+  s.on('upgrade', (req, socket) => socket.destroy());
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${s.address().port}`, close: () => s.close() };
+}

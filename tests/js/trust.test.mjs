@@ -4,9 +4,8 @@
 // unsigned fields of /status.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { Sandrun, SandrunError, verifyEd25519 } from '@sandrun/wasm';
-import { startDevnet, rejectsWith } from './support.mjs';
+import { startDevnet, rejectsWith, forwardingProxy } from './support.mjs';
 
 let net;
 let sandrun;
@@ -163,31 +162,9 @@ test('completed comes from the signed exit code, not the unsigned status field',
   assert.equal(r.status, 'failed');
 });
 
-/** A forwarding HTTP server to `target` (a real proxy); `rewrite(path, text)` may alter JSON answers. */
+/** A forwarding proxy to `target` (a real server); `rewrite(path, text)` may alter JSON answers. */
 async function forward(target, rewrite) {
-  const t = new URL(target);
-  const s = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const headers = {};
-      for (let i = 0; i < req.rawHeaders.length; i += 2) headers[req.rawHeaders[i]] = req.rawHeaders[i + 1];
-      headers.Host = t.host;
-      const up = http.request({ host: t.hostname, port: t.port, path: req.url, method: req.method, headers }, (ur) => {
-        const body = [];
-        ur.on('data', (c) => body.push(c));
-        ur.on('end', () => {
-          let out = Buffer.concat(body);
-          if (rewrite && /json/.test(ur.headers['content-type'] ?? '')) out = Buffer.from(rewrite(req.url, out.toString('latin1')), 'latin1');
-          const h = { ...ur.headers, 'content-length': String(out.length) };
-          res.writeHead(ur.statusCode, h).end(out);
-        });
-      });
-      up.on('error', () => res.destroy());
-      up.end(Buffer.concat(chunks));
-    });
-  });
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  servers.push(s);
-  return `http://127.0.0.1:${s.address().port}`;
+  const p = await forwardingProxy(target, { rewrite });
+  servers.push(p);
+  return p.url;
 }

@@ -23,7 +23,7 @@ const MAX_SECONDS = arg('max-seconds', 600);
 
 const started = Date.now();
 // Workers 0-4; faults are switched at run time through the devnet's admin endpoint.
-const net = await startDevnet(['--workers', '5', '--chain', '--slow-ms', '300']);
+const net = await startDevnet(['--workers', '5', '--chain', '--slow-ms', '300', '--no-rate-limit']);
 const W = net.workers.map((w) => w.url);
 const pub = createPublicClient({ transport: viemHttp(net.chain.rpc) });
 const base = {

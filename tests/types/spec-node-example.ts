@@ -42,7 +42,7 @@ export async function everyMethod(): Promise<void> {
   const node: Node = await builder.register();
   const id: string = node.id;
   const endpoint: string = node.endpoint;
-  const workerId: string = node.workerId;
+  const workerId: string | undefined = node.workerId; // a registered node always has one; a pool member may not
   const registered: Record<string, unknown> = node.capabilities;
   const options: ListenOptions = { heartbeatInterval: 10_000, pollInterval: 1_000 };
   await node.startListening(options);
