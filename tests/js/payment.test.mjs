@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createPublicClient, http as viemHttp, parseEther, formatEther } from 'viem';
 import { Sandrun, SandrunError, localWallet } from '@sandrun/wasm';
 import { readFileSync } from 'node:fs';
-import { startDevnet, acceptedJobs, rejectsWith, root } from './support.mjs';
+import { startDevnet, acceptedJobs, rejectsWith, root, gasPaid as gasPaidBy } from './support.mjs';
 import { hostileRegistry, record, workerKey, signBinding, freshAddress } from './hostile-registry.mjs';
 
 const ESCROW_ABI = JSON.parse(readFileSync(`${root}/contracts/artifacts/SandrunEscrow.json`, 'utf8')).abi;
@@ -37,14 +37,7 @@ const client = (extra = {}) => Sandrun.create({
 });
 const balance = (a) => pub.getBalance({ address: a });
 const tokenBalance = (a) => pub.readContract({ address: chain.token, abi: ERC20, functionName: 'balanceOf', args: [a] });
-async function gasPaid(hashes) {
-  let total = 0n;
-  for (const h of hashes) {
-    const r = await pub.getTransactionReceipt({ hash: h });
-    total += r.gasUsed * r.effectiveGasPrice;
-  }
-  return total;
-}
+const gasPaid = (hashes) => gasPaidBy(pub, hashes);
 /** Plain JSON-RPC to anvil (test control: automine, mine). */
 async function rpc(method, params = []) {
   const res = await fetch(chain.rpc, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) });

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPublicClient, http as viemHttp, parseEther } from 'viem';
 import { Sandrun, SandrunError, localWallet, payoutMessage, verifyPayoutBinding } from '@sandrun/wasm';
-import { startDevnet } from './support.mjs';
+import { startDevnet, gasPaid as gasPaidBy } from './support.mjs';
 import { hostileRegistry, record, workerKey, strangerKey, signBinding, bindingMessage, freshAddress } from './hostile-registry.mjs';
 
 let net;
@@ -36,14 +36,7 @@ const client = () => Sandrun.create({
   web3Provider: localWallet(payer().privateKey, chain.rpc),
 });
 const balance = (a) => pub.getBalance({ address: a });
-async function gasPaid(hashes) {
-  let total = 0n;
-  for (const h of hashes) {
-    const r = await pub.getTransactionReceipt({ hash: h });
-    total += r.gasUsed * r.effectiveGasPrice;
-  }
-  return total;
-}
+const gasPaid = (hashes) => gasPaidBy(pub, hashes);
 
 test('payoutMessage is the documented text; verifyPayoutBinding checks a worker key\'s binding strictly', async () => {
   const addr = '0x8626f6940E2eb28930eFb4CeF49B2d1F2C9C1199';

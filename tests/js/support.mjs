@@ -101,3 +101,13 @@ export async function forwardingProxy(target, { log, rewrite } = {}) {
   await new Promise((r) => s.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${s.address().port}`, close: () => s.close() };
 }
+
+/** Wei spent on gas by these transactions, read from their receipts with a viem client. */
+export async function gasPaid(pub, hashes) {
+  let total = 0n;
+  for (const h of hashes) {
+    const r = await pub.getTransactionReceipt({ hash: h });
+    total += r.gasUsed * r.effectiveGasPrice;
+  }
+  return total;
+}
