@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm run bench: the devnet benchmark (bench/devnet.sh), then the SDK benchmark
-# (bench/sdk.mjs), each printing its table with baselines measured in the same run.
+# (bench/sdk.mjs), the trust benchmark and the GPU benchmark (bench/gpu.mjs), each printing
+# its table with baselines measured in the same run.
 # Builds what is missing: pkg/ (node scripts/build.mjs) and the release devnet binary
 # (bench/devnet.sh runs `cargo build --release -p sandrun-devnet`; a no-op when fresh).
 set -euo pipefail
@@ -23,3 +24,7 @@ echo
 echo "## trust: verification and consensus"
 echo
 SANDRUN_DEVNET_BIN=${CARGO_TARGET_DIR:-target}/release/sandrun-devnet node bench/trust.mjs
+echo
+echo "## GPU: batch SHA-256 (WebGPU vs wasm vs native) and the two wasm modules' sizes"
+echo
+node bench/gpu.mjs

@@ -43,6 +43,15 @@ if [ "$want_browser" = 1 ]; then
   done
 fi
 
+# The GPU kernels' native tests (cargo test -p sandrun-gpu) run on Mesa's lavapipe, a
+# Vulkan driver on the CPU: wgpu needs the Vulkan loader and one driver.
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+  echo "setup: installing Mesa's Vulkan drivers (lavapipe) for the GPU kernel tests"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+
 if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   echo "setup: installing Chromium (Debian package) for the browser tests"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -495,6 +495,50 @@ test('a paid job in the browser through an injected EIP-1193 provider; a rejecti
   assert.equal(await pub.getBalance({ address: devnet.workers[0].payout }), w0 + parseEther('0.25'));
 });
 
+test('WebGPU in Chromium (SwiftShader): gpu() loads the GPU module on first use; kernels bit-exact with WebCrypto; without navigator.gpu nothing throws', { timeout: 120_000 }, async () => {
+  assert.ok(!served.some(([p]) => p.startsWith('/pkg/gpu/')), 'the GPU module is not fetched before the first gpu() call');
+  // A browser without WebGPU (navigator.gpu hidden): available false, CPU digests, no trap.
+  const none = await okInPage(async (sdk) => {
+    Object.defineProperty(navigator, 'gpu', { value: undefined, configurable: true });
+    try {
+      const g = sdk.Sandrun.create({}).gpu();
+      const p = await g.probe();
+      const d = await g.sha256([new TextEncoder().encode('abc')]);
+      return { available: p.available, reason: p.reason, d };
+    } finally {
+      delete navigator.gpu;
+    }
+  });
+  assert.equal(none.available, false);
+  assert.match(none.reason, /navigator\.gpu/);
+  assert.deepEqual(none.d, ['ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad']);
+  assert.ok(!served.some(([p]) => p.startsWith('/pkg/gpu/')), 'still not fetched without WebGPU');
+
+  const r = await okInPage(async (sdk) => {
+    const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const rand = (n) => crypto.getRandomValues(new Uint8Array(n));
+    const enc = new TextEncoder();
+    const inputs = [enc.encode(''), enc.encode('abc'), enc.encode('abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq'), new Uint8Array(1_000_000).fill(97)];
+    for (let n = 0; n <= 200; n++) inputs.push(rand(n));
+    for (const n of [255, 256, 4095, 4096, 4097, 65_535]) inputs.push(rand(n));
+    for (let i = 0; i < 100; i++) inputs.push(rand(Math.floor(Math.random() * 3000)));
+    const g = sdk.Sandrun.create({}).gpu();
+    const p = await g.probe();
+    const got = await g.sha256(inputs);
+    const want = await Promise.all(inputs.map(async (b) => hex(await crypto.subtle.digest('SHA-256', b))));
+    const bad = got.findIndex((h, i) => h !== want[i]);
+    return { p, n: inputs.length, bad, badLen: bad >= 0 ? inputs[bad].length : null, same: got.length === want.length && bad < 0 };
+  });
+  assert.equal(r.p.available, true, `WebGPU in headless Chromium: ${r.p.reason}`);
+  assert.equal(r.p.adapter.backend, 'webgpu');
+  assert.equal(r.p.adapter.software, true, `SwiftShader expected, got ${JSON.stringify(r.p.adapter)}`);
+  assert.ok(r.p.throughput.sha256Mbps > 0 && r.p.throughput.fp32Gflops > 0);
+  assert.equal(r.same, true, `digest ${r.bad} (${r.badLen} bytes) differs from WebCrypto`);
+  assert.equal(r.n, 311);
+  const wasm = served.find(([p]) => p === '/pkg/gpu/sandrun_gpu_bg.wasm');
+  assert.deepEqual(wasm, ['/pkg/gpu/sandrun_gpu_bg.wasm', 200, 'application/wasm']);
+});
+
 test('no uncaught errors in the page', () => {
   assert.deepEqual(pageErrors, []);
 });

@@ -319,7 +319,7 @@ test('authPlugin refreshes its credential after a 401 (registry double: the devn
   });
   let n = 0;
   const s = Sandrun.create({ apiEndpoint: W[0], registryEndpoint: registry.url }).use(authPlugin(async () => ({ token: `${secret}-${++n}` })));
-  await rejectsWith(s.pool().discover().join(), 'CONSENSUS_NOT_REACHED', SandrunError);
+  await rejectsWith(s.pool().discover().join(), 'NO_MATCHING_WORKER', SandrunError);
   assert.deepEqual(seen, [`Bearer ${secret}-1`, `Bearer ${secret}-2`]);
 });
 
