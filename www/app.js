@@ -411,9 +411,9 @@ function showResult(r, receipt) {
   $('cost-card').hidden = false;
 
   if (receipt) {
+    $('receipt-card').hidden = false;
     $('receipt').value = JSON.stringify(JSON.parse(receipt), null, 1);
     $('receipt').scrollTop = 0;
-    $('receipt-card').hidden = false;
   }
 }
 

@@ -17,7 +17,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import path, { join } from 'node:path';
@@ -129,6 +129,21 @@ test("CommonJS: require('@sandrun/wasm') works and is the same module as import(
     (e) => e.message,
   );
   assert.match(old, /@sandrun\/wasm is an ES module and this Node\.js \(v[\d.]+\) cannot require\(\) one\. Use `const \{ Sandrun \} = await import\('@sandrun\/wasm'\)`/);
+});
+
+test('TypeDoc: the API docs build from the published .d.ts, warnings as errors', { timeout: 120_000 }, async () => {
+  // typedoc.json at the root is what `npm run docs` uses, on the package directory packed above.
+  const pkgDir = PKG;
+  const tsconfig = join(work, 'typedoc.tsconfig.json');
+  const base = JSON.parse(readFileSync(join(here, 'typedoc.tsconfig.json'), 'utf8'));
+  writeFileSync(tsconfig, JSON.stringify({ ...base, files: [join(pkgDir, 'index.d.ts')] }));
+  const out = join(work, 'api');
+  const options = join(work, 'typedoc.json');
+  writeFileSync(options, JSON.stringify({ extends: [join(root, 'typedoc.json')], entryPoints: [join(pkgDir, 'index.d.ts')], tsconfig, out }));
+  await sh(bin('typedoc'), ['--options', options], { cwd: root });
+  for (const page of ['index.html', 'classes/Sandrun.html', 'classes/JobBuilder.html', 'classes/SandrunError.html', 'interfaces/JobResult.html']) {
+    assert.ok(existsSync(join(out, page)), `${page} generated`);
+  }
 });
 
 /** Serves `dir` on 127.0.0.1 (random port) with the MIME types a static host sends. */
