@@ -71,12 +71,17 @@ after(async () => {
   await net?.stop();
 });
 
-test('the tarball holds the entries, the CommonJS twins and the wasm', async () => {
+test('the tarball holds every file the exports map, main and types name, and the wasm', async () => {
   const { stdout } = await sh('tar', ['tzf', tarball]);
-  const files = stdout.split('\n').filter(Boolean);
-  for (const f of ['index.node.js', 'index.browser.js', 'index.cjs', 'index.d.ts', 'index.d.cts', 'sandrun_wasm.d.cts', 'plugins.d.cts', 'sandrun_wasm_bg.wasm', 'sandrun_wasm_bg.wasm.d.ts', 'README.md']) {
-    assert.ok(files.includes(`package/${f}`), `package/${f} is in the tarball`);
+  const files = new Set(stdout.split('\n').filter(Boolean));
+  const manifest = JSON.parse(readFileSync(join(PKG, 'package.json'), 'utf8'));
+  const named = new Set([manifest.main, manifest.types]);
+  const walk = (v) => (typeof v === 'string' ? named.add(v) : Object.values(v).forEach(walk));
+  walk(manifest.exports);
+  for (const f of [...named, './index.cjs', './sandrun_wasm_bg.wasm', './README.md']) {
+    assert.ok(files.has(`package/${f.replace(/^\.\//, '')}`), `${f} is in the tarball`);
   }
+  assert.ok([...files].some((f) => f.endsWith('.d.cts')), 'CommonJS declarations are packed');
 });
 
 test('publint reports nothing', async () => {
