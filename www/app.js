@@ -67,6 +67,7 @@ const HINTS = {
   UNSUPPORTED: 'This job asks for something this version or this configuration cannot do: see the message.',
   PLUGIN_FAILED: 'A plugin failed: see the message.',
   IO: 'A file could not be read or written: see the message.',
+  WORKER: 'The SDK could not start in its Web Worker: is the package built (npm run build) and served at /pkg/? Reload after fixing it.',
 };
 
 // --- settings from the devnet (npm run www serves /devnet.json) ---
