@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # npm test: set up, then every test: native Rust (SDK core + devnet), the core in wasm32, the npm package
-# from Node against a devnet, the spec's TypeScript examples under tsc --strict, and
-# a headless Chromium run. Each suite starts the servers it needs.
+# from Node against a devnet, the spec's TypeScript examples under tsc --strict, headless
+# Chromium (the package, and the dApp in www/), the packed tarball in Node ESM/CommonJS/Vite/
+# webpack projects, and Node 22/24, Bun and Deno. Each suite starts the servers it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --browser
