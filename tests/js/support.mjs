@@ -111,3 +111,19 @@ export async function gasPaid(pub, hashes) {
   }
   return total;
 }
+
+/**
+ * Wait until `cond()` (sync or async) is truthy, checking every `everyMs`, and resolve
+ * with its value; after `timeoutMs` fail saying `what` did not happen (and, if given,
+ * `detail()`). Tests wait on the event they need, not on a fixed sleep: on a loaded
+ * machine the event may come later than any fixed window.
+ */
+export async function waitFor(what, cond, { timeoutMs = 30_000, everyMs = 20, detail } = {}) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() >= until) throw new Error(`waited ${timeoutMs} ms for ${what}; it did not happen${detail ? `: ${await detail()}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
