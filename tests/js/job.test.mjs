@@ -180,8 +180,13 @@ test('estimate() predicts the job hash the worker reports', async () => {
 
 test('builders are immutable', () => {
   const a = sandrun.job().code('print(1)');
+  const a0 = JSON.stringify(a.build());
   const b = a.args(['x']).timeout(5);
-  assert.ok(a instanceof JobBuilder && b instanceof JobBuilder && a !== b);
+  assert.ok(a instanceof JobBuilder && b instanceof JobBuilder);
+  // Deriving b left a as it was.
+  assert.equal(JSON.stringify(a.build()), a0);
+  assert.deepEqual([a.build().args, a.build().timeout], [[], undefined]);
+  assert.deepEqual([b.build().args, b.build().timeout], [['x'], 5]);
   const c = sandrun.configure({ defaults: { timeout: 7 } });
   assert.equal(sandrun.config.defaults, undefined);
   assert.equal(c.config.defaults.timeout, 7);

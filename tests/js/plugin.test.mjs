@@ -379,21 +379,27 @@ test('loggingPlugin logs environment names, never values, and redacts secret sha
 
 test('use, with and configure return new builders and leave the old ones unchanged', async () => {
   const s = client();
-  const p = { name: 'p', version: '1' };
-  const m = { execute: (next) => next() };
-  assert.notEqual(s.use(p), s);
-  assert.notEqual(s.with(m), s);
+  const ran = [];
+  const p = { name: 'p', version: '1', onSubmit: () => { ran.push('p'); } };
+  const m = { execute: (next) => { ran.push('m'); return next(); } };
+  assert.equal(s.use(p).constructor, s.constructor);
+  assert.equal(s.with(m).constructor, s.constructor);
   const job = s.job().code('print(1)');
   for (const b of [job, s.pool(), s.proof(), s.node()]) {
     for (const next of [b.use(p), b.with(m), b.configure({ defaults: { timeout: 5 } })]) {
-      assert.notEqual(next, b);
       assert.equal(next.constructor, b.constructor);
     }
   }
-  // The original job still runs without the plugin's rewrite.
+  // The original job still runs without the plugin's rewrite, and neither s nor job
+  // picked up p or m from the builders derived above.
   const rewritten = job.use({ name: 'r', version: '1', onSubmit: (j) => ({ ...j, args: ['x'] }) });
   assert.equal((await job.submit().then((e) => e.wait())).stdout, '1\n');
+  assert.equal((await s.job().code('print(2)').submit().then((e) => e.wait())).stdout, '2\n');
+  assert.deepEqual(ran, [], 'p or m ran for a builder they were never added to');
   assert.equal((await rewritten.code('import sys; print(sys.argv[1:])').submit().then((e) => e.wait())).stdout, "['x']\n");
+  // The derived ones do carry them (so the check above can see them).
+  assert.equal((await s.use(p).with(m).job().code('print(3)').submit().then((e) => e.wait())).stdout, '3\n');
+  assert.deepEqual([...new Set(ran)].sort(), ['m', 'p']);
 });
 
 test('operations started while onInit runs wait for it; onInit runs once', async () => {

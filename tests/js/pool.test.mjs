@@ -109,10 +109,15 @@ test('a crashing worker is replaced, and the result says so', async () => {
   assert.deepEqual(r.proof.consensus.dissenting, [idOf(W.crash)]);
 });
 
-test('pool builders are immutable and validate at the call', () => {
-  const a = sandrun.pool();
+test('pool builders are immutable and validate at the call', async () => {
+  const a = sandrun.pool().nodes([W.a, W.b, W.c]);
   const b = a.consensus('2-of-3');
-  assert.notEqual(a, b);
+  // Deriving b left a as it was: a's pool (consensus 'low') runs a job on one worker,
+  // b's on three.
+  const [pa, pb] = await Promise.all([a.join(), b.join()]);
+  const [ea, eb] = await Promise.all([pa, pb].map((p) => p.distribute(sandrun.job().code('print("i")'))));
+  assert.deepEqual([ea.length, eb.length], [1, 3]);
+  await Promise.all([...ea, ...eb].map((e) => e.wait()));
   for (const bad of [() => a.consensus('most'), () => a.redundancy(0), () => a.nodes([]), () => a.discover({ minGPU: 4 }), () => sandrun.job().with({})]) {
     assert.throws(bad, (e) => e instanceof SandrunError && e.code === 'INVALID_ARGUMENT', bad.toString());
   }
