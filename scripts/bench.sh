@@ -28,3 +28,7 @@ echo
 echo "## GPU: batch SHA-256 (WebGPU vs wasm vs native) and the two wasm modules' sizes"
 echo
 node bench/gpu.mjs
+echo
+echo "## IPFS: verified vs unverified fetch of the same bytes"
+echo
+SANDRUN_DEVNET_BIN=${CARGO_TARGET_DIR:-target}/release/sandrun-devnet node bench/ipfs.mjs

@@ -113,7 +113,7 @@ impl Dag {
                 let cid = self.put(platform, 1, RAW, c.to_vec()).await;
                 Built { cid, tsize: c.len() as u64, file_size: c.len() as u64 }
             } else {
-                let data = Data { kind: Kind::File, data: Some(c.to_vec()), filesize: Some(c.len() as u64), blocksizes: vec![] };
+                let data = Data { kind: Kind::File, data: Some(bytes::Bytes::copy_from_slice(c)), filesize: Some(c.len() as u64), blocksizes: vec![] };
                 self.pb(platform, opts.cid_version, data, vec![]).await
             };
             level.push(leaf);

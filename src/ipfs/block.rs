@@ -10,8 +10,8 @@ use super::Limits;
 use crate::error::{Error, ErrorCode, Result};
 use crate::platform::Platform;
 use cid::Cid;
+use bytes::Bytes;
 use std::collections::HashMap;
-use std::rc::Rc;
 
 /// Multicodec of raw bytes.
 pub const RAW: u64 = 0x55;
@@ -75,7 +75,7 @@ pub async fn verify(platform: &dyn Platform, cid: &Cid, bytes: &[u8], limits: &L
 /// Verified blocks by CID.
 #[derive(Default)]
 pub struct Blocks {
-    map: HashMap<Cid, Rc<[u8]>>,
+    map: HashMap<Cid, Bytes>,
     bytes: u64,
 }
 
@@ -91,11 +91,12 @@ impl Blocks {
         if self.map.len() >= limits.max_blocks || self.bytes > limits.max_fetch_bytes() {
             return Err(too_much(limits));
         }
-        self.map.insert(cid, bytes.into());
+        // Bytes: decoding slices it, nothing is copied until the file is assembled.
+        self.map.insert(cid, Bytes::from(bytes));
         Ok(())
     }
     /// A verified block.
-    pub fn get(&self, cid: &Cid) -> Option<Rc<[u8]>> {
+    pub fn get(&self, cid: &Cid) -> Option<Bytes> {
         self.map.get(cid).cloned()
     }
     pub fn len(&self) -> usize {

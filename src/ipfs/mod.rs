@@ -15,7 +15,7 @@ pub mod add;
 pub mod block;
 pub mod unixfs;
 
-use crate::client::Sandrun;
+use crate::context::Sandrun;
 use crate::error::{Error, ErrorCode, Result};
 use crate::platform::{HttpRequest, Platform};
 use crate::types::{PublishedFile, PublishedOutputs};

@@ -54,7 +54,7 @@ fn pb(data: &Data, links: &[(&str, Cid, u64)]) -> (Cid, Vec<u8>) {
 }
 
 fn file_data(data: Option<Vec<u8>>, filesize: u64, blocksizes: Vec<u64>) -> Data {
-    Data { kind: Kind::File, data, filesize: Some(filesize), blocksizes }
+    Data { kind: Kind::File, data: data.map(bytes::Bytes::from), filesize: Some(filesize), blocksizes }
 }
 
 async fn built(bytes: &[u8], opts: AddOptions) -> (Cid, Blocks) {

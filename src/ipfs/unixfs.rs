@@ -13,8 +13,8 @@ use super::Limits;
 use crate::error::{Error, ErrorCode, Result};
 use crate::platform::{HttpRequest, Platform};
 use cid::Cid;
+use bytes::Bytes;
 use quick_protobuf::{BytesReader, Writer};
-use std::rc::Rc;
 
 /// UnixFS node types (the `Type` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,14 +55,16 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Data {
     pub kind: Kind,
-    pub data: Option<Vec<u8>>,
+    pub data: Option<Bytes>,
     pub filesize: Option<u64>,
     pub blocksizes: Vec<u64>,
 }
 
 impl Data {
-    /// Decode; `None` when the bytes are not a UnixFS `Data` message.
-    pub fn decode(bytes: &[u8]) -> Option<Data> {
+    /// Decode; `None` when the bytes are not a UnixFS `Data` message. `Data` is a slice
+    /// of `buf`, not a copy.
+    pub fn decode(buf: &Bytes) -> Option<Data> {
+        let bytes: &[u8] = buf;
         let mut r = BytesReader::from_bytes(bytes);
         let mut kind = None;
         let mut data = None;
@@ -71,7 +73,7 @@ impl Data {
         while !r.is_eof() {
             match r.next_tag(bytes).ok()? {
                 8 => kind = Some(Kind::from_code(r.read_uint64(bytes).ok()?)?),
-                18 => data = Some(r.read_bytes(bytes).ok()?.to_vec()),
+                18 => data = Some(buf.slice_ref(r.read_bytes(bytes).ok()?)),
                 24 => filesize = Some(r.read_uint64(bytes).ok()?),
                 32 => blocksizes.push(r.read_uint64(bytes).ok()?),
                 // Packed encoding of the same repeated field.
@@ -117,7 +119,7 @@ pub struct Link {
 #[derive(Debug, Clone)]
 pub enum Node {
     /// A raw block: file bytes.
-    Raw(Rc<[u8]>),
+    Raw(Bytes),
     /// A UnixFS DAG-PB node.
     Pb { data: Data, links: Vec<Link> },
 }
@@ -128,11 +130,11 @@ fn not_unixfs(cid: &Cid, why: &str) -> Error {
 }
 
 /// Decode a verified block as its CID's codec says.
-pub fn decode(cid: &Cid, bytes: Rc<[u8]>) -> Result<Node> {
+pub fn decode(cid: &Cid, bytes: Bytes) -> Result<Node> {
     match cid.codec() {
         RAW => Ok(Node::Raw(bytes)),
         DAG_PB => {
-            let pb = ipld_dagpb::PbNode::from_bytes(bytes::Bytes::copy_from_slice(&bytes)).map_err(|e| not_unixfs(cid, &format!("not DAG-PB ({e})")))?;
+            let pb = ipld_dagpb::PbNode::from_bytes(bytes).map_err(|e| not_unixfs(cid, &format!("not DAG-PB ({e})")))?;
             let raw = pb.data.ok_or_else(|| not_unixfs(cid, "a DAG-PB node without UnixFS data"))?;
             let data = Data::decode(&raw).ok_or_else(|| not_unixfs(cid, "its UnixFS data does not decode"))?;
             let links = pb.links.into_iter().map(|l| Link { cid: l.cid, name: l.name, tsize: l.size }).collect();
@@ -188,7 +190,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A verified block: from the set, else fetched and verified.
-    pub async fn block(&mut self, cid: &Cid) -> Result<Rc<[u8]>> {
+    pub async fn block(&mut self, cid: &Cid) -> Result<Bytes> {
         if let Some(b) = self.blocks.get(cid) {
             return Ok(b);
         }

@@ -49,7 +49,8 @@ extern "C" {
     fn read_file(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
     #[wasm_bindgen(method, catch, js_name = readDir)]
     fn read_dir(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
-    /// Native SHA-256 (WebCrypto / node:crypto): a Promise of lowercase hex.
+    /// Native SHA-256 (WebCrypto / node:crypto): a Promise of lowercase hex. The host must
+    /// read `bytes` before it returns (they are a view into wasm memory).
     #[wasm_bindgen(method, catch, js_name = sha256)]
     fn sha256(this: &Host, bytes: Uint8Array) -> std::result::Result<Promise, JsValue>;
     #[wasm_bindgen(method, catch, js_name = writeFile)]
@@ -184,7 +185,11 @@ impl Platform for JsPlatform {
             return Box::pin(async move { h });
         }
         let fallback = bytes.to_vec();
-        let p = self.host.sha256(Uint8Array::from(bytes));
+        // A view, not a copy: both hosts read the bytes before `sha256` returns (node:crypto's
+        // update() runs before the async function's first await; WebCrypto's digest() copies
+        // its input synchronously), and nothing runs in wasm in between. Copying out cost
+        // more than hashing (bench/ipfs.mjs: verified fetch 37% -> see docs/decisions.md).
+        let p = self.host.sha256(unsafe { Uint8Array::view(bytes) });
         Box::pin(async move {
             match p {
                 Ok(p) => match JsFuture::from(p).await.ok().and_then(|v| v.as_string()) {

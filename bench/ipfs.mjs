@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// IPFS benchmark of @sandrun/wasm, against baselines measured in the same run on the same
+// bytes from the devnet's IPFS node (`--ipfs`):
+//   1. verified fetch (sandrun.ipfs().cat: CAR fetched, every block hashed against its CID,
+//      DAG-PB/UnixFS checked, file reassembled) vs the same CAR bytes fetched unverified
+//      (Node's fetch, bytes only): the cost of verification (goal: under 10%)
+//   2. the same verified fetch vs a plain, trusting gateway answer (the file's bytes, no CAR)
+//   3. add() (DAG computed in wasm, posted, CIDs compared) vs posting the same bytes unchecked
+// Usage: node bench/ipfs.mjs [MiB]   (needs pkg/ built and a devnet binary; starts its own devnet)
+import { Sandrun } from '@sandrun/wasm';
+import { startDevnet } from '../tests/js/support.mjs';
+
+const MIB = Number(process.argv[2] ?? 32);
+const RUNS = 7;
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const rows = [];
+const row = (metric, sdk, base, unit, higherBetter) => rows.push({ metric: `${metric} (${unit})`, sdk, base, ratio: sdk / base, higherBetter });
+
+const bytes = new Uint8Array(MIB * 1024 * 1024);
+let x = 0x9e3779b9;
+for (let i = 0; i < bytes.length; i++) {
+  x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+  bytes[i] = x & 255;
+}
+
+const net = await startDevnet(['--workers', '1', '--ipfs']);
+try {
+  const ipfs = Sandrun.create({ ipfsGateway: net.ipfs.gateway, ipfsApi: net.ipfs.api }).ipfs();
+  let t = performance.now();
+  const cid = await ipfs.add(bytes);
+  const addMs = performance.now() - t;
+  const form = new FormData();
+  form.append('file', new Blob([bytes]), 'data');
+  t = performance.now();
+  const plainAdd = await fetch(`${net.ipfs.api}/api/v0/add?cid-version=0`, { method: 'POST', body: form }).then((r) => r.text());
+  const plainAddMs = performance.now() - t;
+  if (!plainAdd.includes(cid)) throw new Error(`the node answered ${plainAdd}, the SDK ${cid}`);
+
+  const carUrl = `${net.ipfs.gateway}/ipfs/${cid}?format=car&dag-scope=all`;
+  const fileUrl = `${net.ipfs.gateway}/ipfs/${cid}`;
+  const unverified = async (url) => new Uint8Array(await (await fetch(url, { headers: { Accept: 'application/vnd.ipld.car' } })).arrayBuffer());
+  // Warm both paths (JIT, sockets, the node's caches).
+  const got = await ipfs.cat(cid);
+  if (got.length !== bytes.length || got.some((b, i) => b !== bytes[i])) throw new Error('verified bytes differ');
+  const carBytes = (await unverified(carUrl)).length;
+  await unverified(fileUrl);
+  const verifiedMs = [];
+  const carMs = [];
+  const fileMs = [];
+  // Interleaved, so drift affects both alike.
+  for (let n = 0; n < RUNS; n++) {
+    t = performance.now(); await ipfs.cat(cid); verifiedMs.push(performance.now() - t);
+    t = performance.now(); await unverified(carUrl); carMs.push(performance.now() - t);
+    t = performance.now(); await unverified(fileUrl); fileMs.push(performance.now() - t);
+  }
+  const mibs = (ms) => MIB / (ms / 1000);
+  row(`verified cat of ${MIB} MiB vs the same CAR (${(carBytes / 2 ** 20).toFixed(1)} MiB) fetched unverified`, mibs(median(verifiedMs)), mibs(median(carMs)), 'MiB/s', true);
+  row(`verified cat of ${MIB} MiB vs a trusting gateway's file bytes`, mibs(median(verifiedMs)), mibs(median(fileMs)), 'MiB/s', true);
+  row(`add() of ${MIB} MiB (DAG in wasm, CIDs checked) vs the same POST unchecked`, addMs, plainAddMs, 'ms', false);
+  const cost = (median(verifiedMs) / median(carMs) - 1) * 100;
+  rows.verificationCost = cost;
+} finally {
+  await net.stop();
+}
+
+const fmt = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(2));
+console.log(`@sandrun/wasm IPFS benchmark: node ${process.version}, median of ${RUNS}`);
+console.log('| metric | SDK | baseline | SDK/baseline |');
+console.log('| --- | ---: | ---: | ---: |');
+for (const r of rows) console.log(`| ${r.metric} | ${fmt(r.sdk)} | ${fmt(r.base)} | ${r.ratio.toFixed(2)}x |`);
+console.log(`\nverification costs ${rows.verificationCost.toFixed(1)}% over fetching the same CAR unverified (goal: under 10%)`);
