@@ -64,7 +64,7 @@ const consoleErrors = [];
 
 async function startDevnet() {
   if (process.env.SANDRUN_DEVNET) return JSON.parse(process.env.SANDRUN_DEVNET);
-  devnetProc = await startSharedDevnet(['--workers', '4', '--no-rate-limit', '--fault', '3=wrong-output', '--chain']);
+  devnetProc = await startSharedDevnet(['--workers', '4', '--no-rate-limit', '--fault', '3=wrong-output', '--chain', '--ipfs']);
   return devnetProc;
 }
 
@@ -537,6 +537,84 @@ test('WebGPU in Chromium (SwiftShader): gpu() loads the GPU module on first use;
   assert.equal(r.n, 311);
   const wasm = served.find(([p]) => p === '/pkg/gpu/sandrun_gpu_bg.wasm');
   assert.deepEqual(wasm, ['/pkg/gpu/sandrun_gpu_bg.wasm', 200, 'application/wasm']);
+});
+
+// The same bytes in the page and here: xorshift, no period (every 256 KiB chunk differs).
+const noiseSrc = `(n, seed) => { const o = new Uint8Array(n); let x = seed >>> 0 || 1; for (let i = 0; i < n; i++) { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; o[i] = x & 255; } return o; }`;
+const noise = (0, eval)(noiseSrc);
+
+/** The node's own answer for `files` (Kubo RPC from Node, no SDK involved). */
+async function nodeAdd(api, files, query) {
+  const form = new FormData();
+  const dirs = new Set();
+  for (const p of Object.keys(files)) {
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+  }
+  for (const d of [...dirs].sort()) form.append('file', new Blob([], { type: 'application/x-directory' }), encodeURIComponent(d));
+  for (const [p, b] of Object.entries(files)) form.append('file', new Blob([b]), encodeURIComponent(p));
+  const res = await fetch(`${api}/api/v0/add?${query}`, { method: 'POST', body: form });
+  return (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
+}
+
+test('IPFS in the browser: a 5 MiB file and a directory round trip with the node\'s CIDs; a job reads an ipfs:// dataset and publishes', { timeout: 60_000 }, async () => {
+  const r = await okInPage(
+    async (sdk, { url, ipfs, noiseSrc }) => {
+      const noise = (0, eval)(noiseSrc);
+      const s = sdk.Sandrun.create({ apiEndpoint: url, ipfsGateway: ipfs.gateway, ipfsApi: ipfs.api });
+      const fs = s.ipfs();
+      const big = noise(5 * 1024 * 1024 + 17, 21);
+      const cid = await fs.add(big);
+      const back = await fs.cat(`ipfs://${cid}`);
+      const root = await fs.add({ 'a.txt': new TextEncoder().encode('hello'), 'data/b.bin': noise(300_000, 22) });
+      const got = await fs.get(root);
+      const listed = await fs.ls(root);
+      const res = await (await s.job().code('import os\nd = open(os.environ["DATASET_URL"], "rb").read()\nopen("n.txt", "w").write(str(len(d)))\nprint(len(d))').environment({ DATASET_URL: `ipfs://${root}/data/b.bin` }).outputs(['n.txt']).publish().submit()).download();
+      return {
+        cid, same: back.length === big.length && back.every((b, i) => b === big[i]), root,
+        got: Object.fromEntries(Object.entries(got).map(([k, v]) => [k, v.length])), listed: listed.map((e) => `${e.name}:${e.type}`),
+        stdout: res.stdout, published: res.ipfs.files.map((f) => [f.path, f.cid]), text: new TextDecoder().decode(await fs.cat(`ipfs://${res.ipfs.root}/n.txt`)),
+      };
+    },
+    { url: devnet.workers[0].url, ipfs: devnet.ipfs, noiseSrc },
+  );
+  assert.equal(r.cid, (await nodeAdd(devnet.ipfs.api, { data: noise(5 * 1024 * 1024 + 17, 21) }, 'cid-version=0')).at(-1).Hash);
+  assert.equal(r.same, true);
+  const own = await nodeAdd(devnet.ipfs.api, { 'a.txt': new TextEncoder().encode('hello'), 'data/b.bin': noise(300_000, 22) }, 'cid-version=0&wrap-with-directory=true');
+  assert.equal(r.root, own.find((l) => l.Name === '').Hash);
+  assert.deepEqual(r.got, { 'a.txt': 5, 'data/b.bin': 300_000 });
+  assert.deepEqual(r.listed, ['a.txt:file', 'data:directory']);
+  assert.equal(r.stdout, '300000\n');
+  assert.deepEqual(r.published, [['n.txt', (await nodeAdd(devnet.ipfs.api, { 'n.txt': new TextEncoder().encode('300000') }, 'cid-version=0')).at(-1).Hash]]);
+  assert.equal(r.text, '300000');
+});
+
+test('IPFS in the browser: a gateway that serves wrong bytes is refused with nothing used', { timeout: 60_000 }, async () => {
+  const bad = await startSharedDevnet(['--workers', '1', '--no-rate-limit', '--ipfs-fault', 'tamper']);
+  try {
+    const r = await inPage(
+      async (sdk, { url, ipfs, noiseSrc }) => {
+        const s = sdk.Sandrun.create({ apiEndpoint: url, ipfsGateway: ipfs.gateway, ipfsApi: ipfs.api });
+        const cid = await s.ipfs().add((0, eval)(noiseSrc)(1_000_000, 5));
+        const out = {};
+        for (const [name, f] of [['cat', () => s.ipfs().cat(cid)], ['submit', () => s.job().code('print(1)').environment({ D: `ipfs://${cid}` }).submit()]]) {
+          try {
+            await f();
+            out[name] = 'resolved';
+          } catch (e) {
+            out[name] = `${e instanceof sdk.SandrunError}:${e.code}`;
+          }
+        }
+        return out;
+      },
+      { url: bad.workers[0].url, ipfs: bad.ipfs, noiseSrc },
+    );
+    assert.deepEqual(r.value, { cat: 'true:VERIFICATION_FAILED', submit: 'true:VERIFICATION_FAILED' });
+    const accepted = await fetch(`${bad.workers[0].url}/_devnet/jobs`).then((x) => x.json());
+    assert.equal(accepted.accepted, 0, 'a job was submitted with unverified data');
+  } finally {
+    await bad.stop();
+  }
 });
 
 test('no uncaught errors in the page', () => {
