@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { createPublicClient, http as viemHttp, parseEther } from 'viem';
 import { Sandrun, SandrunError, localWallet } from '@sandrun/wasm';
 import { stats } from '../../pkg/host-node.js';
-import { startDevnet, rejectsWith } from './support.mjs';
+import { startDevnet, rejectsWith, waitFor } from './support.mjs';
 
 let net;
 let W;
@@ -235,7 +235,7 @@ test('a huge WebSocket frame closes the socket and the job ends through /status 
   });
   const r = await Sandrun.create({ apiEndpoint: url }).job().code('print(1)').consensus('none').timeout(60).submit().then((e) => e.wait());
   assert.equal(r.status, 'completed');
-  await new Promise((res) => setTimeout(res, 200));
+  await waitFor('the SDK to close the socket', () => closedAt !== null, { timeoutMs: 20_000, detail: () => `${sent} bytes sent` });
   assert.notEqual(closedAt, null, 'the SDK closed the socket');
   assert.ok(closedAt < 64 * 1024 * 1024, `the socket was closed after ${closedAt} bytes`);
 });

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { Sandrun, SandrunError } from '@sandrun/wasm';
-import { startDevnet, acceptedJobs, rejectsWith } from './support.mjs';
+import { startDevnet, acceptedJobs, rejectsWith, waitFor } from './support.mjs';
 
 let net;
 let worker;
@@ -91,7 +91,8 @@ test('an oversized upload gets the worker\'s 413 as HTTP_STATUS', async () => {
 test('a job the worker deleted is JOB_NOT_FOUND', async () => {
   const sandrun = Sandrun.create({ apiEndpoint: net.workers[1].url });
   const ex = await sandrun.job().code('print(1)').submit();
-  await new Promise((r) => setTimeout(r, 3500)); // the devnet runs with --job-ttl 2
+  // The devnet runs with --job-ttl 2: wait until the worker has deleted the job.
+  await waitFor(`the worker to delete job ${ex.id}`, async () => (await fetch(`${net.workers[1].url}/status/${ex.id}`)).status === 404, { everyMs: 200 });
   await rejectsWith(ex.wait(), 'JOB_NOT_FOUND', SandrunError);
 });
 
