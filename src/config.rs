@@ -137,7 +137,7 @@ impl SandrunConfig {
             }
         }
         if let Some(keys) = &self.allowed_workers {
-            crate::job::check_worker_keys("allowedWorkers", keys)?;
+            crate::proof::verify::check_worker_keys("allowedWorkers", keys)?;
         }
         if let Some(e) = &self.escrow {
             let a = &e.address;

@@ -8,6 +8,7 @@ pub mod api;
 pub mod chain;
 pub mod client;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod execution;
 pub mod gpu;
@@ -19,12 +20,13 @@ pub mod plugin;
 pub mod pool;
 pub mod proof;
 pub mod types;
+pub mod wire;
 mod util;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
-pub use client::Sandrun;
+pub use context::Sandrun;
 pub use config::SandrunConfig;
 pub use error::{Error, ErrorCode, Result};
 pub use execution::{JobExecution, LogChunk, LogStream};

@@ -157,6 +157,71 @@ impl fmt::Display for ConsensusLevel {
     }
 }
 
+/// What two results must share to agree: equal job hash, exit code and set of
+/// (path, sha256) of the outputs. CPU and memory differ between honest workers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct Agreement {
+    pub job_hash: String,
+    pub exit_code: i64,
+    /// path -> sha256
+    pub outputs: std::collections::BTreeMap<String, String>,
+}
+
+/// The rules a pool's consensus ran under (`proof.consensus.rules`). One vote is one
+/// distinct key, always; distinct keys are not distinct operators unless the keys come
+/// from an allowlist you trust, so the report says which rules were in force.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct ConsensusRules {
+    /// Each vote is a distinct Ed25519 key, bound at `join()` to the key the worker
+    /// presented at `/health` (always true).
+    pub distinct_keys: bool,
+    /// The allowlist of worker keys in force, if any.
+    pub allowlist: Option<Vec<String>>,
+    /// At most one worker per endpoint host.
+    pub distinct_hosts: bool,
+    /// At most one worker per region.
+    pub distinct_regions: bool,
+}
+
+/// What happened to one replica of a pooled job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaOutcome {
+    pub worker: String,
+    pub worker_id: Option<String>,
+    pub job_id: Option<String>,
+    /// `'agreed' | 'dissented' | 'failed' | 'unfinished'`
+    pub outcome: String,
+    pub detail: String,
+    /// The worker this replica replaced, when it was a replacement.
+    pub replaces: Option<String>,
+}
+
+/// The outcome of consensus (spec: `ConsensusResult`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct ConsensusResult {
+    pub reached: bool,
+    pub required: u32,
+    pub of: u32,
+    /// The agreed job hash, exit code and outputs.
+    pub agreed: Option<Agreement>,
+    /// Worker ids (or URLs) whose results agreed.
+    pub agreeing: Vec<String>,
+    /// Workers whose results were valid but different, or failed a check.
+    pub dissenting: Vec<String>,
+    /// Every replica, in the order they ended.
+    pub replicas: Vec<ReplicaOutcome>,
+    /// The rules this consensus ran under.
+    pub rules: ConsensusRules,
+}
+
 /// Where a submitted job stands (`JobExecution.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
@@ -273,7 +338,7 @@ pub struct Proof {
     /// With a quorum: which workers agreed, dissented, failed or were replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(target_arch = "wasm32", tsify(optional))]
-    pub consensus: Option<crate::pool::ConsensusResult>,
+    pub consensus: Option<ConsensusResult>,
 }
 
 /// One check of a proof.

@@ -249,3 +249,20 @@ mod tests {
         assert!(!selected_by(&["*.csv".into()], "x.txt"));
     }
 }
+
+/// A job-relative path must be relative, `/`-separated, without `..` or empty parts.
+pub fn check_relative_path(path: &str) -> crate::error::Result<()> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path.contains('\0')
+        || (path.len() > 1 && path.as_bytes()[1] == b':')
+        || path.split('/').any(|p| p.is_empty() || p == ".." || p == ".");
+    if bad {
+        return Err(crate::error::Error::new(
+            crate::error::ErrorCode::Io,
+            format!("refusing path {path:?}: job paths must be relative, without '..', '.', empty parts or backslashes"),
+        ));
+    }
+    Ok(())
+}

@@ -12,13 +12,9 @@ pub mod local;
 pub use binding::{payout_message, verify_payout_binding};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::platform::LocalFuture;
 use serde_json::Value;
 
-/// An EIP-1193 provider: `request({ method, params })`.
-pub trait Wallet {
-    fn request(&self, method: &str, params: Value) -> LocalFuture<'_, Result<Value>>;
-}
+pub use crate::platform::Wallet;
 
 /// An EIP-1193 / JSON-RPC error object -> a typed error (4001: the user said no). URLs in
 /// the provider's message are cut to their origin (see [`redact_urls`]).

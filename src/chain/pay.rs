@@ -11,7 +11,7 @@ use super::binding::{same_worker, verify_payout_binding};
 use super::escrow::{decimals, key_of, parse_amount, payer, Escrow, Mined, DEFAULT_RECEIPT_TIMEOUT_SECS, REVERTED};
 use super::Wallet;
 use crate::api::BrokerClient;
-use crate::client::Sandrun;
+use crate::context::Sandrun;
 use crate::error::{Error, ErrorCode, Result};
 use crate::platform::Platform;
 use crate::types::{JobResult, PaymentInfo, PaymentRequest};

@@ -171,7 +171,7 @@ pub async fn tree(platform: &dyn Platform, files: &[(String, Vec<u8>)], opts: Ad
     }
     let mut root = DirNode::default();
     for (i, (path, _)) in files.iter().enumerate() {
-        crate::job::archive::check_relative_path(path).map_err(|e| Error::invalid(format!("add(): {}", e.message)))?;
+        crate::util::check_relative_path(path).map_err(|e| Error::invalid(format!("add(): {}", e.message)))?;
         let parts: Vec<&str> = path.split('/').collect();
         let mut at = &mut root;
         for d in &parts[..parts.len() - 1] {

@@ -32,22 +32,7 @@ pub fn pack_tar_gz<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> 
     enc.finish().map_err(|e| Error::new(ErrorCode::Io, "cannot compress the job archive").with_cause(e.to_string()))
 }
 
-/// A job-relative path must be relative, `/`-separated, without `..` or empty parts.
-pub fn check_relative_path(path: &str) -> Result<()> {
-    let bad = path.is_empty()
-        || path.starts_with('/')
-        || path.contains('\\')
-        || path.contains('\0')
-        || (path.len() > 1 && path.as_bytes()[1] == b':')
-        || path.split('/').any(|p| p.is_empty() || p == ".." || p == ".");
-    if bad {
-        return Err(Error::new(
-            ErrorCode::Io,
-            format!("refusing path {path:?}: job paths must be relative, without '..', '.', empty parts or backslashes"),
-        ));
-    }
-    Ok(())
-}
+pub use crate::util::check_relative_path;
 
 /// Unpack a tar.gz into (path, bytes) pairs. Regular files only; directories are
 /// implied. Refuses the whole archive on any absolute path, `..`, or link, rather than

@@ -52,17 +52,7 @@ pub struct JobSpec {
     pub keep_ipfs_urls: bool,
 }
 
-/// Check a list of base64 Ed25519 worker keys, so a typo fails at the call.
-pub fn check_worker_keys(what: &str, keys: &[String]) -> Result<()> {
-    if keys.is_empty() {
-        return Err(Error::invalid(format!("{what} needs at least one worker key (the base64 worker_id a worker shows at /health)")));
-    }
-    for k in keys {
-        crate::proof::verify::WorkerKey::from_worker_id(k)
-            .map_err(|e| Error::invalid(format!("{what}: {k:?} is not a usable worker key: {}", e.message)))?;
-    }
-    Ok(())
-}
+pub use crate::proof::verify::check_worker_keys;
 
 /// A job as plugins see it (spec: `Job`): what `onSubmit` may read and rewrite. The code
 /// and files themselves are read-only (`files` lists their paths).

@@ -5,7 +5,7 @@ use super::listen::Run;
 use super::spec::{check_url, payout_how_to, NodeSpec};
 use super::stats::NodeStats;
 use crate::api::{BrokerClient, WorkerClient};
-use crate::client::Sandrun;
+use crate::context::Sandrun;
 use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};

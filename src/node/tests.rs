@@ -3,7 +3,7 @@
 //! jobs the SDK refuses, re-registration after the registry forgets the node, `stop()`.
 
 use super::*;
-use crate::client::Sandrun;
+use crate::context::Sandrun;
 use crate::error::{Error, Result};
 use crate::platform::HttpRequest;
 use serde_json::{json, Value};

@@ -212,3 +212,9 @@ pub trait Platform {
         Box::pin(async move { h })
     }
 }
+
+/// An EIP-1193 provider: `request({ method, params })`. A host seam like HTTP: the
+/// browser's wallet, a JS provider, or `localWallet`'s signer over an RPC URL.
+pub trait Wallet {
+    fn request(&self, method: &str, params: serde_json::Value) -> LocalFuture<'_, crate::error::Result<serde_json::Value>>;
+}

@@ -9,7 +9,7 @@
 
 use super::{PathKind, Platform};
 use crate::error::{Error, ErrorCode, Result};
-use crate::job::archive::check_relative_path;
+use crate::util::check_relative_path;
 use std::cell::Cell;
 use std::rc::Rc;
 

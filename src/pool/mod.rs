@@ -15,13 +15,14 @@ pub mod consensus;
 pub mod placement;
 
 use crate::api::{BrokerClient, WorkerClient};
-use crate::client::Sandrun;
+use crate::context::Sandrun;
 use crate::error::{Error, ErrorCode, Result};
 use crate::execution::{JobExecution, SignerPolicy};
 use crate::job::PreparedJob;
 use crate::types::{ConsensusLevel, JobResult, Proof};
 use crate::util::Race;
 use consensus::{largest_group, parse_signed, signature_ok, Agreement};
+pub use crate::types::{ConsensusResult, ConsensusRules, ReplicaOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::rc::Rc;
@@ -126,6 +127,13 @@ impl DiscoveryCriteria {
     }
 }
 
+/// A submitted job: on one worker, or replicated over a pool for consensus.
+#[derive(Clone)]
+pub enum Submitted {
+    Single(JobExecution),
+    Pooled(PooledRun),
+}
+
 /// One worker of a pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(Tsify))]
@@ -168,24 +176,6 @@ pub struct PoolSpec {
     pub redundancy: Option<u32>,
     /// Worker keys the pool may take (`allow()`); `None`: the client's `allowedWorkers`.
     pub allow: Option<Vec<String>>,
-}
-
-/// The rules a pool's consensus ran under (`proof.consensus.rules`). One vote is one
-/// distinct key, always; distinct keys are not distinct operators unless the keys come
-/// from an allowlist you trust, so the report says which rules were in force.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "camelCase")]
-pub struct ConsensusRules {
-    /// Each vote is a distinct Ed25519 key, bound at `join()` to the key the worker
-    /// presented at `/health` (always true).
-    pub distinct_keys: bool,
-    /// The allowlist of worker keys in force, if any.
-    pub allowlist: Option<Vec<String>>,
-    /// At most one worker per endpoint host.
-    pub distinct_hosts: bool,
-    /// At most one worker per region.
-    pub distinct_regions: bool,
 }
 
 /// The immutable pool builder.
@@ -248,41 +238,6 @@ pub struct Pool {
     /// With a `gpu()` job: the requirement the nodes were narrowed to (placement.rs), so
     /// each replica's result says where it ran and what was checked.
     pub(crate) gpu: Option<crate::types::GPURequirements>,
-}
-
-/// What happened to one replica of a pooled job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "camelCase")]
-pub struct ReplicaOutcome {
-    pub worker: String,
-    pub worker_id: Option<String>,
-    pub job_id: Option<String>,
-    /// `'agreed' | 'dissented' | 'failed' | 'unfinished'`
-    pub outcome: String,
-    pub detail: String,
-    /// The worker this replica replaced, when it was a replacement.
-    pub replaces: Option<String>,
-}
-
-/// The outcome of consensus (spec: `ConsensusResult`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(target_arch = "wasm32", derive(Tsify))]
-#[serde(rename_all = "camelCase")]
-pub struct ConsensusResult {
-    pub reached: bool,
-    pub required: u32,
-    pub of: u32,
-    /// The agreed job hash, exit code and outputs.
-    pub agreed: Option<Agreement>,
-    /// Worker ids (or URLs) whose results agreed.
-    pub agreeing: Vec<String>,
-    /// Workers whose results were valid but different, or failed a check.
-    pub dissenting: Vec<String>,
-    /// Every replica, in the order they ended.
-    pub replicas: Vec<ReplicaOutcome>,
-    /// The rules this consensus ran under.
-    pub rules: ConsensusRules,
 }
 
 /// A worker given by URL. Its key comes from the `/health` check below, which asks every

@@ -14,7 +14,8 @@
 
 use super::{Pool, PoolNode, PoolSpec};
 use crate::api::broker::NodeRecord;
-use crate::client::{Sandrun, Submitted};
+use super::Submitted;
+use crate::context::Sandrun;
 use crate::error::{Error, ErrorCode, Result};
 use crate::execution::{JobExecution, SignerPolicy};
 use crate::gpu::{lookup, norm};

@@ -2,6 +2,7 @@
 
 pub mod receipt;
 pub mod recipe;
+pub mod signed;
 pub mod verify;
 
 pub use recipe::{format_g, job_hash, sha256_hex, signed_string};

@@ -3,7 +3,7 @@
 //! output bytes).
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::pool::consensus::{parse_signed, signature_ok};
+use super::signed::{parse_signed, signature_ok};
 use crate::proof::sha256_hex;
 use crate::types::{JobResult, ProofCheck};
 use serde::{Deserialize, Serialize};

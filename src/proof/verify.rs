@@ -8,7 +8,7 @@
 //! which costs about a quarter of a full verification per candidate.
 
 use super::recipe::{format_g, signed_prefix, signed_suffix};
-use crate::api::wire::WorkerStatus;
+use crate::wire::WorkerStatus;
 use crate::error::{Error, ErrorCode, Result};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsBasepointTable, EdwardsPoint};
@@ -46,6 +46,18 @@ impl WorkerKey {
         }
         Ok(WorkerKey { a_bytes, a, minus_a: -a })
     }
+}
+
+/// Check a list of base64 Ed25519 worker keys, so a typo fails at the call.
+pub fn check_worker_keys(what: &str, keys: &[String]) -> Result<()> {
+    if keys.is_empty() {
+        return Err(Error::invalid(format!("{what} needs at least one worker key (the base64 worker_id a worker shows at /health)")));
+    }
+    for k in keys {
+        WorkerKey::from_worker_id(k)
+            .map_err(|e| Error::invalid(format!("{what}: {k:?} is not a usable worker key: {}", e.message)))?;
+    }
+    Ok(())
 }
 
 /// A signature prepared for many candidate messages with a common prefix.
@@ -184,7 +196,7 @@ pub fn verify_status_signature(status: &WorkerStatus, exact_cpu: Option<f64>) ->
     // job hash that is not 64 lowercase hex, lets the same bytes read as another set of
     // (path, sha256): `{"a:<h1>|b": h2}` signs as `a:<h1>|b:<h2>|`, which is `{a: h1, b: h2}`.
     let files: std::collections::BTreeMap<String, String> = status.output_files.iter().map(|(p, m)| (p.clone(), m.sha256.clone())).collect();
-    let means_the_status = crate::pool::consensus::parse_signed(&format!("{prefix}0{suffix}")).is_some_and(|p| {
+    let means_the_status = super::signed::parse_signed(&format!("{prefix}0{suffix}")).is_some_and(|p| {
         p.agreement.job_hash == job_hash && p.agreement.exit_code == status.execution_metadata.exit_code && p.agreement.outputs == files
     });
     if !means_the_status {
