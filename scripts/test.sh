@@ -9,6 +9,8 @@ bash scripts/setup.sh --browser
 echo "== contracts: artifacts match a fresh compile; escrow tests on anvil"
 node scripts/compile-contracts.mjs --check
 node --test tests/contracts/
+echo "== layers: the core's modules import downward only"
+python3 scripts/layers.py
 echo "== native: cargo test (SDK core, devnet)"
 cargo build -q -p sandrun-devnet
 cargo test --workspace

@@ -84,6 +84,21 @@ impl Sandrun {
         }
     }
 
+    /// `download()`'s result, with its outputs published to IPFS when the job asked for it
+    /// (`publish()`); any other result passes through unchanged.
+    pub async fn publish_result(&self, job: &PreparedJob, r: Result<crate::types::JobResult>) -> Result<crate::types::JobResult> {
+        let mut res = r?;
+        if !job.publish {
+            return Ok(res);
+        }
+        if !res.proof.as_ref().is_some_and(|p| p.verified) {
+            return Err(Error::invalid("publish(): only verified outputs are published; run the job with a consensus level other than 'none'"));
+        }
+        let files: Vec<(String, Vec<u8>)> = res.files.iter().filter_map(|f| f.bytes.clone().map(|b| (f.path.clone(), b))).collect();
+        res.ipfs = Some(self.ipfs().publish(job.publishable(files), crate::ipfs::add::AddOptions::default()).await?);
+        Ok(res)
+    }
+
     /// What the job will cost and take, without submitting it.
     pub async fn estimate(&self, job: &JobBuilder) -> Result<JobEstimate> {
         self.estimate_with(job, None).await

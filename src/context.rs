@@ -203,6 +203,11 @@ impl Sandrun {
         WorkerClient::new(&self.config.endpoint(), self.platform.clone())
     }
 
+    /// IPFS through this client's `ipfsGateway` and `ipfsApi`, on its platform.
+    pub fn ipfs(&self) -> crate::ipfs::Ipfs {
+        crate::ipfs::Ipfs::with(self.platform.clone(), self.config.ipfs_gateway.clone(), self.config.ipfs_api.clone())
+    }
+
     /// The consensus level a job runs under.
     pub fn level_of(&self, job: &JobBuilder) -> ConsensusLevel {
         job.spec().consensus.unwrap_or_else(|| self.config.default_consensus())

@@ -9,7 +9,7 @@ use crate::platform::{WebSocket, WsEvent, WS_UPGRADE_TIMEOUT_MS};
 use crate::proof::verify_status_signature;
 use crate::types::{ConsensusLevel, JobResult, OutputFile, PaymentInfo, Proof, ProofCheck, ResultStatus};
 use crate::platform::target::{self, Staged, WriteOptions};
-use crate::util::{race, selected_by, CancelToken, Either};
+use crate::util::{race, CancelToken, Either};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -537,13 +537,8 @@ impl JobExecution {
     /// The job-relative outputs `download_to` writes: those matching the job's
     /// `outputs()` patterns (all without patterns), never the SDK's stdout capture.
     fn selected_outputs<'a>(&self, paths: impl Iterator<Item = &'a str>) -> Vec<String> {
-        let job = &self.inner.job;
         // The SDK's own files (the launcher and the stdout capture) are not the job's outputs.
-        let launcher = (job.entrypoint != job.user_entrypoint).then_some(job.entrypoint.as_str());
-        paths
-            .filter(|p| job.stdout_file.as_deref() != Some(*p) && launcher != Some(*p) && selected_by(&job.outputs, p))
-            .map(str::to_string)
-            .collect()
+        paths.filter(|p| self.inner.job.is_user_output(p)).map(str::to_string).collect()
     }
 
     /// Stream one output into `temp`, checking its size and hash; on a mismatch the file

@@ -15,7 +15,6 @@ pub mod add;
 pub mod block;
 pub mod unixfs;
 
-use crate::context::Sandrun;
 use crate::error::{Error, ErrorCode, Result};
 use crate::platform::{HttpRequest, Platform};
 use crate::types::{PublishedFile, PublishedOutputs};
@@ -172,12 +171,6 @@ pub struct Ipfs {
 }
 
 impl Ipfs {
-    /// For `client`'s configured `ipfsGateway` and `ipfsApi`.
-    pub fn new(client: &Sandrun) -> Ipfs {
-        let c = client.config();
-        Ipfs::with(client.platform().clone(), c.ipfs_gateway.clone(), c.ipfs_api.clone())
-    }
-
     pub fn with(platform: Rc<dyn Platform>, gateway: Option<String>, api: Option<String>) -> Ipfs {
         let trim = |s: String| s.trim_end_matches('/').to_string();
         Ipfs { platform, gateway: gateway.map(trim), api: api.map(trim) }
@@ -265,18 +258,8 @@ impl Ipfs {
     /// Publish a verified job's output files (those its `outputs()` patterns select, not
     /// the SDK's launcher or stdout capture, not inputs returned unchanged) as one
     /// directory; every CID is computed here and checked against the node's.
-    pub async fn publish(&self, job: &crate::job::PreparedJob, files: &[(String, Rc<[u8]>)], opts: AddOptions) -> Result<PublishedOutputs> {
-        let launcher = (job.entrypoint != job.user_entrypoint).then_some(job.entrypoint.as_str());
-        let chosen: Vec<(String, Vec<u8>)> = files
-            .iter()
-            .filter(|(p, b)| {
-                job.stdout_file.as_deref() != Some(p.as_str())
-                    && launcher != Some(p.as_str())
-                    && crate::util::selected_by(&job.outputs, p)
-                    && !job.files.iter().any(|(q, c)| q == p && c[..] == b[..])
-            })
-            .map(|(p, b)| (p.clone(), b.to_vec()))
-            .collect();
+    /// Add a job's chosen output files (see `PreparedJob::publishable`) as one directory.
+    pub async fn publish(&self, chosen: Vec<(String, Vec<u8>)>, opts: AddOptions) -> Result<PublishedOutputs> {
         if chosen.is_empty() {
             return Err(Error::invalid("publish(): the job produced no output files to publish (inputs returned unchanged are not published)"));
         }
@@ -328,21 +311,6 @@ pub async fn get_files(platform: &dyn Platform, gw: &str, url: &IpfsUrl, limits:
     let mut r = fetch(platform, gw, url, "all", limits).await?;
     let cid = r.resolve(&url.root, &url.path).await?;
     r.files(&cid).await
-}
-
-/// `download()`'s result, with its outputs published to IPFS when the job asked for it
-/// (`publish()`); any other result passes through unchanged.
-pub async fn publish_result(client: &Sandrun, job: &crate::job::PreparedJob, r: Result<crate::types::JobResult>) -> Result<crate::types::JobResult> {
-    let mut res = r?;
-    if !job.publish {
-        return Ok(res);
-    }
-    if !res.proof.as_ref().is_some_and(|p| p.verified) {
-        return Err(Error::invalid("publish(): only verified outputs are published; run the job with a consensus level other than 'none'"));
-    }
-    let files: Vec<(String, Rc<[u8]>)> = res.files.iter().filter_map(|f| f.bytes.as_ref().map(|b| (f.path.clone(), Rc::from(&b[..])))).collect();
-    res.ipfs = Some(Ipfs::new(client).publish(job, &files, AddOptions::default()).await?);
-    Ok(res)
 }
 
 fn check_same(local: &Cid, node: &str, what: &str) -> Result<()> {

@@ -59,6 +59,17 @@ impl PreparedJob {
     pub fn archive(&self) -> Result<Vec<u8>> {
         archive::pack_tar_gz(self.files.iter().map(|(p, b)| (p.as_str(), &b[..])))
     }
+    /// Whether `path` is one of the job's own outputs: selected by its `outputs()`
+    /// patterns, and not the SDK's launcher or stdout capture.
+    pub fn is_user_output(&self, path: &str) -> bool {
+        let launcher = (self.entrypoint != self.user_entrypoint).then_some(self.entrypoint.as_str());
+        self.stdout_file.as_deref() != Some(path) && launcher != Some(path) && crate::util::selected_by(&self.outputs, path)
+    }
+    /// The files worth publishing of a job's downloaded outputs: its own outputs, less
+    /// inputs returned unchanged.
+    pub fn publishable(&self, files: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+        files.into_iter().filter(|(p, b)| self.is_user_output(p) && !self.files.iter().any(|(q, c)| q == p && c[..] == b[..])).collect()
+    }
     /// Total bytes of input files.
     pub fn input_bytes(&self) -> u64 {
         self.files.iter().map(|(_, b)| b.len() as u64).sum()

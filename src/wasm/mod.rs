@@ -170,7 +170,7 @@ impl JsSandrun {
     /// IPFS through this client's `ipfsGateway` (verified reads: `cat`, `ls`, `get`) and
     /// `ipfsApi` (`add`, CIDs checked against the node's).
     pub fn ipfs(&self) -> Ipfs {
-        Ipfs { core: crate::ipfs::Ipfs::new(&self.core) }
+        Ipfs { core: self.core.ipfs() }
     }
 }
 
@@ -474,7 +474,7 @@ impl JobExecution {
             let r = downloaded(core).await.map(convert::with_bytes);
             let r = settled(payment, quorum, &client, r).await;
             // Published after the payment settled: the work was verified either way.
-            let r = crate::ipfs::publish_result(&client, &job, r).await;
+            let r = client.publish_result(&job, r).await;
             to_js(&client.hook_outcome(r, ctx).await.map_err(err)?)
         })
     }

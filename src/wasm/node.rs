@@ -184,6 +184,7 @@ impl Node {
         match (&self.kind, self.registered()) {
             (Kind::Member(n), _) => n.region.clone(),
             (_, Some(c)) => c.capabilities()["region"].as_str().map(str::to_string),
+            (Kind::Built { spec, .. }, None) => spec.region.clone(),
             _ => None,
         }
     }
@@ -193,6 +194,7 @@ impl Node {
         match (&self.kind, self.registered()) {
             (Kind::Member(n), _) => n.payout.clone(),
             (_, Some(c)) => c.capabilities()["payout"].as_str().map(str::to_string),
+            (Kind::Built { spec, .. }, None) => spec.payout.as_ref().map(|p| p.address.clone()),
             _ => None,
         }
     }

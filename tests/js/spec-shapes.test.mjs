@@ -56,9 +56,10 @@ test('build() on every builder gives the spec\'s value; a Job is immutable and i
   const pool = sandrun.pool().nodes([W[0].url, W[1].url]).build();
   assert.ok(pool instanceof Pool);
   assert.deepEqual(pool.nodes, [], 'a built pool joins on first use');
-  const node = sandrun.node().endpoint(W[0].url).build();
+  const node = sandrun.node().endpoint(W[0].url).region('us-west-2').build();
   assert.ok(node instanceof Node);
   assert.equal(node.endpoint, W[0].url);
+  assert.equal(node.region, 'us-west-2', 'a built node shows what it was built with');
   await rejectsWith(() => sandrun.proof().build(), 'INVALID_ARGUMENT', SandrunError);
 });
 
