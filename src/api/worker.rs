@@ -46,7 +46,7 @@ impl WorkerClient {
     }
 
     async fn get_capped(&self, path: &str, timeout_ms: u64, max_bytes: u64, what: &str) -> Result<HttpResponse> {
-        let resp = self.platform.http(HttpRequest::get(format!("{}{path}", self.base)).timeout(timeout_ms).max_bytes(max_bytes)).await?;
+        let resp = self.platform.http(HttpRequest::get(format!("{}{path}", self.base)).to_worker().timeout(timeout_ms).max_bytes(max_bytes)).await?;
         if resp.status != 200 {
             return Err(status_error(resp.status, &resp.body, what));
         }
@@ -71,7 +71,7 @@ impl WorkerClient {
             .field("manifest", &job.manifest)
             .finish();
         let url = format!("{}/submit", self.base);
-        let resp = self.platform.http(HttpRequest::post(url, &ct, body).timeout(BLOCKING_TIMEOUT_MS)).await?;
+        let resp = self.platform.http(HttpRequest::post(url, &ct, body).to_worker().timeout(BLOCKING_TIMEOUT_MS)).await?;
         if resp.status != 200 {
             return Err(status_error(resp.status, &resp.body, "submit"));
         }
@@ -105,6 +105,7 @@ impl WorkerClient {
     /// holding it whole in memory; at most `size_bytes` bytes. Returns (sha256, size).
     pub async fn download_file_to(&self, id: &str, path: &str, size_bytes: u64, target: Option<&str>) -> Result<(String, u64)> {
         let req = HttpRequest::get(format!("{}/download/{id}/{}", self.base, encode_path(path)))
+            .to_worker()
             .timeout(download_deadline_ms(size_bytes))
             .max_bytes(size_bytes.max(1));
         let r = self.platform.http_to_file(req, target).await?;

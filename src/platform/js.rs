@@ -1,10 +1,14 @@
-//! The wasm32 host: a JS object (`host`) that the package's entry installs.
+//! The wasm32 platform: a JS object (`host`) that the package's entry installs, and
+//! gloo-net's fetch.
 //!
-//! Node's entry gives one built on `node:http` (canonical header case, exact
+//! Node's entry gives a host built on `node:http` (canonical header case, exact
 //! `Content-Length`: Node's fetch cannot talk to a reference worker), `node:fs` and a
-//! small WebSocket client; the browser entry gives one built on `fetch` and `WebSocket`.
+//! small WebSocket client; the browser entry gives one built on `fetch` (header pairs)
+//! and `WebSocket`. [`JsPlatform::http`] sends a request to a Sandrun worker
+//! ([`Transport::Host`]) through the host and every other request through gloo-net
+//! ([`super::fetch`]); streamed downloads, WebSockets and files are always the host's.
 
-use super::{FileResponse, HttpRequest, HttpResponse, LocalFuture, PathKind, Platform, WebSocket, WsEvent, MAX_TIMER_MS, WS_MAX_FRAME_BYTES, WS_UPGRADE_TIMEOUT_MS};
+use super::{FileResponse, HttpRequest, HttpResponse, LocalFuture, PathKind, Platform, Transport, WebSocket, WsEvent, MAX_TIMER_MS, WS_MAX_FRAME_BYTES, WS_UPGRADE_TIMEOUT_MS};
 use crate::error::{Error, ErrorCode, Result};
 use js_sys::{Array, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -91,14 +95,16 @@ fn host_error(v: JsValue, what: &str) -> Error {
     }
 }
 
-/// The platform over a JS host.
+/// The platform over a JS host and gloo-net.
 pub struct JsPlatform {
     host: Host,
+    /// The runtime has a global `fetch`; without one every request goes to the host.
+    fetch: bool,
 }
 
 impl JsPlatform {
     pub fn new(host: Host) -> Self {
-        JsPlatform { host }
+        JsPlatform { host, fetch: super::fetch::available() }
     }
 }
 
@@ -109,6 +115,11 @@ async fn await_promise(p: std::result::Result<Promise, JsValue>, what: &str) -> 
 
 impl Platform for JsPlatform {
     fn http(&self, req: HttpRequest) -> LocalFuture<'_, Result<HttpResponse>> {
+        // Routed here, in the base platform: the middleware chain above has already seen
+        // the request, whichever transport carries it.
+        if req.transport == Transport::Fetch && self.fetch {
+            return Box::pin(async move { super::fetch::send(&req).await });
+        }
         Box::pin(async move {
             let headers = Array::new();
             for (k, v) in &req.headers {

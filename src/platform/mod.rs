@@ -1,9 +1,11 @@
 //! The seams to the host: HTTP, sleeping, the clock and files.
 //!
 //! The core only talks to the outside through [`Platform`]. On wasm32 it is
-//! implemented over JS (fetch in browsers, Node's `http` module in Node, because
-//! Node's fetch lowercases header names and a reference worker rejects them); natively
-//! over tokio, so the core is tested with `cargo test` against the devnet.
+//! implemented over JS: requests to Sandrun workers through the hand-written host
+//! (Node's `http` module in Node, because Node's fetch lowercases header names and a
+//! reference worker rejects them; fetch with header pairs in browsers), every other
+//! request through gloo-net's fetch (see [`Transport`]); natively over tokio, so the
+//! core is tested with `cargo test` against the devnet.
 
 use crate::error::{Error, ErrorCode, Result};
 use std::future::Future;
@@ -14,6 +16,8 @@ pub mod target;
 pub mod native;
 #[cfg(target_arch = "wasm32")]
 pub mod js;
+#[cfg(target_arch = "wasm32")]
+pub mod fetch;
 
 /// A boxed, possibly `!Send` future (wasm is single-threaded).
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -36,7 +40,26 @@ pub const WS_UPGRADE_TIMEOUT_MS: u64 = 10_000;
 /// A reference worker sends a job's whole stdout in one frame, up to its output cap.
 pub const WS_MAX_FRAME_BYTES: u64 = 16 * 1024 * 1024;
 
-/// One HTTP request. Header names are sent exactly as spelled here.
+/// Which transport carries a request on wasm32 (natively there is one, and this is
+/// ignored). The base platform routes on it, below the middleware chain, so middleware
+/// sees every request whichever way it goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// `fetch` through gloo-net (`platform::fetch`): registries and brokers, chain
+    /// JSON-RPC, IPFS gateways and Kubo RPC, archive and script hosts. Header names may
+    /// reach the server lowercased (Node's fetch, Chromium's `Headers`); these servers
+    /// read them case-insensitively, as HTTP says.
+    #[default]
+    Fetch,
+    /// The hand-written JS host (`pkg-template/host-*.js`): requests to Sandrun workers.
+    /// A reference worker reads `Content-Type`/`Content-Length` case-sensitively and
+    /// refuses a multipart submit without them (`400 No files uploaded`), which only the
+    /// host's `node:http` (Node) and header pairs (browsers) send as spelled.
+    Host,
+}
+
+/// One HTTP request. Header names are sent exactly as spelled here on the
+/// [`Transport::Host`] path; on [`Transport::Fetch`] the runtime may lowercase them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpRequest {
     pub method: String,
@@ -49,11 +72,14 @@ pub struct HttpRequest {
     /// The most response-body bytes accepted (0: [`DEFAULT_MAX_RESPONSE_BYTES`]); more
     /// fails the request with `MALFORMED_RESPONSE` without reading further.
     pub max_bytes: u64,
+    /// Which transport carries it on wasm32 (see [`Transport`]); set by
+    /// [`HttpRequest::to_worker`] for requests to Sandrun workers.
+    pub transport: Transport,
 }
 
 impl HttpRequest {
     pub fn get(url: impl Into<String>) -> Self {
-        HttpRequest { method: "GET".into(), url: url.into(), headers: vec![], body: vec![], timeout_ms: DEFAULT_TIMEOUT_MS, max_bytes: DEFAULT_MAX_RESPONSE_BYTES }
+        HttpRequest { method: "GET".into(), url: url.into(), headers: vec![], body: vec![], timeout_ms: DEFAULT_TIMEOUT_MS, max_bytes: DEFAULT_MAX_RESPONSE_BYTES, transport: Transport::Fetch }
     }
     pub fn post(url: impl Into<String>, content_type: &str, body: Vec<u8>) -> Self {
         HttpRequest {
@@ -63,7 +89,14 @@ impl HttpRequest {
             body,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            transport: Transport::Fetch,
         }
+    }
+    /// A request to a Sandrun worker: sent by the hand-written host, which keeps header
+    /// names as spelled and sends an exact `Content-Length` ([`Transport::Host`]).
+    pub fn to_worker(mut self) -> Self {
+        self.transport = Transport::Host;
+        self
     }
     pub fn timeout(mut self, ms: u64) -> Self {
         self.timeout_ms = ms;
