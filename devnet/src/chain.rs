@@ -173,8 +173,18 @@ pub async fn start(anvil: &Path, data_dir: &Path, port: u16, accounts: usize) ->
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let cfg: Value = serde_json::from_slice(&std::fs::read(&config).map_err(|e| format!("anvil config: {e}"))?)
-        .map_err(|e| format!("anvil config: {e}"))?;
+    // anvil may answer RPC before it has written its config file (seen under load): wait
+    // for a complete, parseable file within the same deadline.
+    let cfg: Value = loop {
+        match std::fs::read(&config).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string())) {
+            Ok(v) => break v,
+            Err(e) if Instant::now() > deadline => {
+                let _ = child.kill();
+                return Err(format!("anvil config: {e}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
     let addrs: Vec<String> = cfg["available_accounts"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect();
     let keys: Vec<String> = cfg["private_keys"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect();
     if addrs.is_empty() || addrs.len() != keys.len() {
