@@ -3,7 +3,8 @@
 # throughput (jobs/s for N small jobs spread over the workers), against a baseline measured
 # in the same run: spawning the same script directly (`python3 main.py`).
 #
-# Usage: bench/devnet.sh [--workers 3] [--jobs 100] [--samples 20]
+# Usage: bench/devnet.sh [--workers 3] [--jobs 100] [--samples 20] [--json]
+# --json: print one JSON object (the same figures) instead of the table (bench/goals.mjs).
 # Needs: cargo, python3. Builds the release binary first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,11 +12,13 @@ cd "$(dirname "$0")/.."
 WORKERS=3
 JOBS=100
 SAMPLES=20
+JSON=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS="$2"; shift 2 ;;
     --jobs) JOBS="$2"; shift 2 ;;
     --samples) SAMPLES="$2"; shift 2 ;;
+    --json) JSON=1; shift ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -34,12 +37,12 @@ trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$TMP"' EXIT
 for _ in $(seq 1 300); do [ -s "$OUT" ] && break; sleep 0.05; done
 [ -s "$OUT" ] || { echo "devnet did not start" >&2; cat "$TMP/devnet.log" >&2; exit 1; }
 
-python3 - "$OUT" "$JOBS" "$SAMPLES" "$TMP" <<'PY'
+python3 - "$OUT" "$JOBS" "$SAMPLES" "$TMP" "$JSON" <<'PY'
 import http.client, json, os, statistics, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
 info = json.load(open(sys.argv[1]))
-JOBS, SAMPLES, TMP = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+JOBS, SAMPLES, TMP, JSON_OUT = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
 workers = [w["url"].removeprefix("http://") for w in info["workers"]]
 CODE = b'print("Hello from Sandrun!")\n'
 B = "----devnetBench"
@@ -103,6 +106,11 @@ rthr = raw_throughput()
 dthr = devnet_throughput()
 rthr = max(rthr, raw_throughput())
 dthr = max(dthr, devnet_throughput())
+if JSON_OUT:
+    print(json.dumps({"workers": len(workers), "cpus": os.cpu_count(), "jobs": JOBS, "samples": SAMPLES,
+                      "turnaround_ms": {"raw": rt * 1000, "devnet": dt * 1000},
+                      "throughput_jobs_per_s": {"raw": rthr, "devnet": dthr}}))
+    sys.exit(0)
 print(f"sandrun-devnet benchmark: {len(workers)} workers (1 job at a time each), {os.cpu_count()} CPUs, trivial python3 job")
 print(f"{'metric':<40}{'raw spawn':>12}{'devnet':>12}{'ratio':>10}")
 print(f"{'turnaround, median of ' + str(SAMPLES) + ' (ms)':<40}{rt*1000:>12.1f}{dt*1000:>12.1f}{dt/rt:>9.2f}x")
