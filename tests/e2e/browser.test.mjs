@@ -434,6 +434,64 @@ test('trust in the browser: a relay is a dissent, not a vote; a stdout lie is re
   }
 });
 
+test('bounds in the browser: an endless answer is cut at the size cap; one silent node cannot hang join()', { timeout: 60_000 }, async () => {
+  // A hostile worker (a test double: the devnet's workers do not misbehave this way) that
+  // accepts a job, then answers /status with an endless body; and one that never answers.
+  const open = [];
+  const hostile = createServer((req, res) => {
+    const cors = { 'Access-Control-Allow-Origin': '*' };
+    if (req.method === 'POST' && req.url === '/submit') {
+      req.resume();
+      return req.on('end', () => res.writeHead(200, { ...cors, 'Content-Type': 'application/json' }).end('{"job_id":"job_1_1","status":"queued"}'));
+    }
+    if (req.url.startsWith('/status/')) {
+      res.writeHead(200, { ...cors, 'Content-Type': 'application/json' });
+      const chunk = Buffer.alloc(1 << 20, 0x20);
+      let sent = 0;
+      const more = () => {
+        while (sent < 64 && res.write(chunk)) sent++;
+        if (sent < 64) res.once('drain', more);
+        else res.end();
+      };
+      return more();
+    }
+    if (req.url === '/health' && req.headers.host.endsWith(`:${silentPort}`)) return open.push(res);
+    res.writeHead(404, cors).end('{"error":"Not found"}');
+  });
+  hostile.on('upgrade', (req, socket) => socket.destroy());
+  await new Promise((r) => hostile.listen(0, '127.0.0.1', r));
+  const silent = createServer((req, res) => open.push(res));
+  await new Promise((r) => silent.listen(0, '127.0.0.1', r));
+  const silentPort = silent.address().port;
+  try {
+    const capped = await inPage(
+      async (sdk, { url }) => {
+        const ex = await sdk.Sandrun.create({ apiEndpoint: url }).job().code('print(1)').consensus('none').submit();
+        return await ex.wait();
+      },
+      { url: `http://127.0.0.1:${hostile.address().port}` },
+    );
+    assert.ok(capped.error, 'an endless /status was accepted');
+    assert.equal(capped.error.code, 'MALFORMED_RESPONSE', capped.error.message);
+    assert.match(capped.error.message, /larger than/);
+    const started = Date.now();
+    const joined = await okInPage(
+      async (sdk, { good, silent }) => {
+        const pool = await sdk.Sandrun.create({ apiEndpoint: good }).pool().nodes([good, silent]).join();
+        return { nodes: pool.nodes.map((n) => n.endpoint), excluded: pool.excluded };
+      },
+      { good: devnet.workers[0].url, silent: `http://127.0.0.1:${silentPort}` },
+    );
+    assert.deepEqual(joined.nodes, [devnet.workers[0].url]);
+    assert.equal(joined.excluded[0].endpoint, `http://127.0.0.1:${silentPort}`);
+    assert.ok(Date.now() - started < 30_000, 'join() waited on the silent node past its deadline');
+  } finally {
+    for (const r of open) r.destroy();
+    hostile.close();
+    silent.close();
+  }
+});
+
 test('a large output is checked with WebCrypto in the browser', { timeout: 30_000 }, async () => {
   const r = await okInPage(
     async (sdk, { url }) => {
