@@ -133,11 +133,13 @@ pub fn code(v: &JsValue) -> Result<Code, JsValue> {
 
 /// Read a Blob/File given to `code()`; a File's name becomes the entrypoint.
 pub async fn read_blob_into(job: &CoreJob, blob: &JsValue) -> Result<CoreJob, JsValue> {
-    let f: js_sys::Function = Reflect::get(blob, &"arrayBuffer".into())?.into();
-    let buf = JsFuture::from(js_sys::Promise::from(f.call0(blob)?)).await?;
+    // web-sys's Blob/File (browsers, and Node's globals), so a Blob from another realm or a
+    // look-alike object is refused by name rather than called blindly.
+    let b: &web_sys::Blob = blob.dyn_ref().ok_or_else(|| err(Error::invalid("code() takes a string, a Uint8Array, or a Blob/File")))?;
+    let buf = JsFuture::from(b.array_buffer()).await?;
     let bytes = Uint8Array::new(&buf).to_vec();
     let mut j = job.code(bytes).map_err(err)?;
-    if let Some(name) = Reflect::get(blob, &"name".into())?.as_string().filter(|n| !n.is_empty()) {
+    if let Some(name) = blob.dyn_ref::<web_sys::File>().map(|f| f.name()).filter(|n| !n.is_empty()) {
         if job.spec().entrypoint.is_none() {
             j = j.entrypoint(&name).map_err(err)?;
         }

@@ -84,7 +84,10 @@ export async function forwardingProxy(target, { log, rewrite } = {}) {
       const headers = {};
       for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i].toLowerCase() !== 'host') headers[req.rawHeaders[i]] = req.rawHeaders[i + 1];
       headers.Host = t.host;
-      const up = http.request({ host: t.hostname, port: t.port, path: req.url, method: req.method, headers }, (ur) => {
+      // agent: false, one connection per request: a reference worker (and the devnet)
+      // closes the socket after each answer without saying so, and Node 20's keep-alive
+      // global agent would reuse a socket the server has just closed ("socket hang up").
+      const up = http.request({ host: t.hostname, port: t.port, path: req.url, method: req.method, headers, agent: false }, (ur) => {
         const body = [];
         ur.on('data', (c) => body.push(c));
         ur.on('end', () => {
