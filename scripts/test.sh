@@ -22,7 +22,7 @@ echo "== types: the spec's examples under tsc --strict"
 npx tsc -p tests/types
 echo "== JS: node:test on the built package, devnet, Chromium"
 export SANDRUN_DEVNET_BIN="${CARGO_TARGET_DIR:-target}/debug/sandrun-devnet"
-node --test --test-concurrency=1 tests/js/*.test.mjs tests/e2e/*.test.mjs
+node --test --test-concurrency=1 --test-timeout=300000 tests/js/*.test.mjs tests/e2e/*.test.mjs
 echo "== packaging: npm pack, publint, arethetypeswrong, Node ESM + CommonJS + Vite + webpack projects (the bundles in Chromium), tsc strict"
 node --test --test-concurrency=1 tests/pack/*.test.mjs
 echo "== runtimes: the job flow on Node 22, Node 24, Bun and Deno; the JS suites on Node 22 and 24"

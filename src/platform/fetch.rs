@@ -29,6 +29,10 @@ use web_sys::{AbortController, ReadableStreamDefaultReader, RequestCredentials, 
 
 #[wasm_bindgen]
 extern "C" {
+    /// The global scope's `fetch` (window, a Web Worker, or Node's globalThis).
+    type FetchScope;
+    #[wasm_bindgen(method, js_name = fetch)]
+    fn fetch_with_request(this: &FetchScope, request: &web_sys::Request) -> js_sys::Promise;
     // The global timer functions: `window` does not exist in Node or in a Web Worker.
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(f: &js_sys::Function, ms: f64) -> JsValue;
@@ -73,6 +77,9 @@ struct Deadline {
     ctrl: AbortController,
     timer: JsValue,
     fired: Rc<Cell<bool>>,
+    /// Resolves when the timer fires: every wait races it, so the deadline holds even
+    /// where an abort does not reject a pending read (seen with Node's fetch mid-body).
+    expired: js_sys::Promise,
     _on_fire: Closure<dyn FnMut()>,
 }
 
@@ -80,16 +87,29 @@ impl Deadline {
     fn arm(ms: u64) -> Result<Self> {
         let ctrl = AbortController::new().map_err(|_| Error::new(ErrorCode::Unsupported, "AbortController is not available in this JS runtime"))?;
         let fired = Rc::new(Cell::new(false));
+        let mut resolve: Option<js_sys::Function> = None;
+        let expired = js_sys::Promise::new(&mut |res, _| resolve = Some(res));
         let on_fire = {
             let (ctrl, fired) = (ctrl.clone(), fired.clone());
             Closure::<dyn FnMut()>::new(move || {
                 fired.set(true);
                 ctrl.abort();
+                if let Some(r) = &resolve {
+                    let _ = r.call0(&JsValue::NULL);
+                }
             })
         };
         // setTimeout fires at once past 2^31-1 ms: clamp like the hosts do.
         let timer = set_timeout(on_fire.as_ref().unchecked_ref(), ms.min(super::MAX_TIMER_MS) as f64);
-        Ok(Deadline { ctrl, timer, fired, _on_fire: on_fire })
+        Ok(Deadline { ctrl, timer, fired, expired, _on_fire: on_fire })
+    }
+
+    /// `wait`, unless the deadline passes first (then an error the caller maps to TIMEOUT).
+    async fn within(&self, wait: js_sys::Promise) -> std::result::Result<JsValue, JsValue> {
+        match crate::util::race(JsFuture::from(wait), JsFuture::from(self.expired.clone())).await {
+            crate::util::Either::Left(r) => r,
+            crate::util::Either::Right(_) => Err(JsValue::from_str("the deadline passed")),
+        }
     }
 }
 
@@ -144,7 +164,15 @@ pub async fn send(req: &HttpRequest) -> Result<HttpResponse> {
         builder.body(Uint8Array::from(&req.body[..]))
     }
     .map_err(|e| fail(e.to_string()))?;
-    let res = request.send().await.map_err(|e| fail(e.to_string()))?;
+    // gloo-net builds the request; the send is raced against the deadline too (a server
+    // that never sends headers), so it goes through the scope's fetch directly.
+    let raw: web_sys::Request = request.into();
+    let sent: web_sys::Response = deadline
+        .within(js_sys::global().unchecked_into::<FetchScope>().fetch_with_request(&raw))
+        .await
+        .map_err(|e| fail(js_reason(&e)))?
+        .unchecked_into();
+    let res = gloo_net::http::Response::from(sent);
     if res.type_() == ResponseType::Opaqueredirect {
         return Err(failure(
             ErrorCode::Network,
@@ -162,7 +190,7 @@ pub async fn send(req: &HttpRequest) -> Result<HttpResponse> {
         let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
         let read = async {
             loop {
-                let chunk = JsFuture::from(reader.read()).await.map_err(|e| Stop::Failed(js_reason(&e)))?;
+                let chunk = deadline.within(reader.read()).await.map_err(|e| Stop::Failed(js_reason(&e)))?;
                 if Reflect::get(&chunk, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
                     return Ok(());
                 }
