@@ -19,7 +19,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDevnet as startSharedDevnet, setFault } from '../js/support.mjs';
+import { startDevnet as startSharedDevnet, setFault, forwardingProxy } from '../js/support.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PKG = path.resolve(process.env.SANDRUN_E2E_PKG ?? path.join(ROOT, 'pkg'));
@@ -489,6 +489,49 @@ test('bounds in the browser: an endless answer is cut at the size cap; one silen
     for (const r of open) r.destroy();
     hostile.close();
     silent.close();
+  }
+});
+
+test('credentials in the browser: the registry gets them, a redirect to another origin and the workers do not', { timeout: 60_000 }, async () => {
+  // A registry double (the devnet's registry has no auth and no redirects) that answers
+  // CORS preflights, records every request, and redirects /nodes once to another origin.
+  const log = [];
+  const other = createServer((req, res) => {
+    log.push({ server: 'other', url: req.url, auth: req.headers.authorization ?? null });
+    res.writeHead(200, { 'Access-Control-Allow-Origin': '*' }).end('{"nodes":[]}');
+  });
+  await new Promise((r) => other.listen(0, '127.0.0.1', r));
+  const registry = createServer((req, res) => {
+    const cors = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Headers': 'authorization, x-api-key, content-type', 'Access-Control-Allow-Methods': 'GET, POST' };
+    if (req.method === 'OPTIONS') return res.writeHead(204, cors).end();
+    log.push({ server: 'registry', url: req.url, auth: req.headers.authorization ?? null });
+    if (req.url === '/nodes') return res.writeHead(302, { ...cors, Location: `http://127.0.0.1:${other.address().port}/nodes` }).end();
+    res.writeHead(404, cors).end('{"error":"Not found"}');
+  });
+  await new Promise((r) => registry.listen(0, '127.0.0.1', r));
+  const workerLog = [];
+  const worker = await forwardingProxy(devnet.workers[0].url, { log: workerLog });
+  try {
+    const r = await inPage(
+      async (sdk, { worker, registry }) => {
+        const s = sdk.Sandrun.create({ apiEndpoint: worker, registryEndpoint: registry, authentication: { token: 'browser-secret' } });
+        const job = await (await s.job().code('print(1)').submit()).wait();
+        await s.pool().discover({}).join();
+        return job.stdout;
+      },
+      { worker: worker.url, registry: `http://127.0.0.1:${registry.address().port}` },
+    );
+    assert.ok(r.error, 'join() followed a redirect that carried credentials');
+    assert.ok(workerLog.some((x) => x.method === 'POST' && x.url === '/submit'), 'the worker was asked');
+    assert.ok(workerLog.every((x) => x.headers.authorization === undefined), 'a worker got the registry token');
+    const toRegistry = log.filter((x) => x.server === 'registry');
+    assert.ok(toRegistry.length >= 1, 'the registry was asked');
+    assert.ok(toRegistry.every((x) => x.auth === 'Bearer browser-secret'), JSON.stringify(toRegistry));
+    assert.deepEqual(log.filter((x) => x.server === 'other'), [], 'the redirect target got a request (and maybe the token)');
+  } finally {
+    registry.close();
+    other.close();
+    worker.close();
   }
 });
 
