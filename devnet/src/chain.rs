@@ -7,7 +7,6 @@
 
 use crate::http;
 use serde_json::{json, Value};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -149,14 +148,7 @@ pub async fn start(anvil: &Path, data_dir: &Path, port: u16, accounts: usize) ->
         // The JSON line must stay alone on stdout.
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    unsafe {
-        cmd.pre_exec(|| {
-            // Its own process group, so `stop()` reaches anything it starts.
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-            Ok(())
-        });
-    }
+    crate::util::own_group_dies_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| format!("cannot start anvil ({}): {e}", anvil.display()))?;
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -8,7 +8,6 @@
 //! (`npm ci`, which `scripts/setup.sh` runs).
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -58,13 +57,7 @@ pub async fn start(api_port: u16, gateway_port: u16, fault: Option<&str>) -> Res
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-            Ok(())
-        });
-    }
+    crate::util::own_group_dies_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| format!("cannot start the IPFS node ({} {}): {e}", node.to_string_lossy(), script.display()))?;
     let stdout = child.stdout.take().ok_or("the IPFS node has no stdout")?;
     // Its first line says where it listens; read it off the runtime's threads.

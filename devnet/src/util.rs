@@ -220,3 +220,16 @@ mod tests {
         assert_eq!(find(b"aaa", b"a", 2), Some(2));
     }
 }
+
+/// Start `cmd` in its own process group (so stopping it reaches anything it starts) and
+/// have the kernel kill it if the devnet dies first.
+pub fn own_group_dies_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            Ok(())
+        });
+    }
+}

@@ -36,6 +36,15 @@ pub(crate) fn split_http_url(url: &str) -> Result<(String, String)> {
     Ok((authority, path.to_string()))
 }
 
+/// Connect and write the request: its head, then its body.
+async fn open_and_send(authority: &str, head: &str, body: &[u8]) -> Result<TcpStream> {
+    let mut stream = connect(authority).await?;
+    let fail = |e: std::io::Error| Error::network(format!("connection to {authority} failed")).with_cause(e.to_string());
+    stream.write_all(head.as_bytes()).await.map_err(fail)?;
+    stream.write_all(body).await.map_err(fail)?;
+    Ok(stream)
+}
+
 async fn connect(authority: &str) -> Result<TcpStream> {
     TcpStream::connect(authority)
         .await
@@ -103,10 +112,8 @@ async fn send(req: HttpRequest) -> Result<HttpResponse> {
     // The head may be up to 64 KiB on top of the body cap.
     let cap = req.body_cap().saturating_add(64 * 1024);
     let io = async {
-        let mut stream = connect(&authority).await?;
+        let mut stream = open_and_send(&authority, &head, &req.body).await?;
         let fail = |e: std::io::Error| Error::network(format!("connection to {authority} failed")).with_cause(e.to_string());
-        stream.write_all(head.as_bytes()).await.map_err(fail)?;
-        stream.write_all(&req.body).await.map_err(fail)?;
         let mut raw = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
@@ -137,10 +144,8 @@ async fn send_to_file(req: HttpRequest, path: Option<String>) -> Result<FileResp
     let cap = req.body_cap();
     let mut file: Option<tokio::fs::File> = None;
     let io = async {
-        let mut stream = connect(&authority).await?;
+        let mut stream = open_and_send(&authority, &head, &req.body).await?;
         let fail = |e: std::io::Error| Error::network(format!("connection to {authority} failed")).with_cause(e.to_string());
-        stream.write_all(head.as_bytes()).await.map_err(fail)?;
-        stream.write_all(&req.body).await.map_err(fail)?;
         // Read the head, then stream the body.
         let mut raw = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
