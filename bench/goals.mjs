@@ -415,8 +415,8 @@ async function quorumRow() {
       const reqMs = r1(Object.values(qs.ops).reduce((a, o) => a + o.ms, 0));
       const [w1, w2, w3] = qs.workerDoneMs;
       row.blocker = `the time is the replicas running, not the SDK's requests: the quorum job's ${qs.requests} requests add up to ${reqMs} ms of its ${qs.totalMs} ms, ` +
-        `while its three workers' last requests end at ${qs.workerDoneMs.join(' / ')} ms (three python3 jobs at once on ${os.cpus().length} CPUs, against one for the single job, ${ss.totalMs} ms); ` +
-        (w3 !== undefined && qs.totalMs >= w3 ? `the job resolves after the third replica's requests (${w3} ms), ${r1(w3 - w2)} ms after the second's, so not waiting for the slowest would save little here` : `the job resolves at ${qs.totalMs} ms`);
+        `while its ${qs.workerDoneMs.length} replicas' last requests end at ${qs.workerDoneMs.join(' / ')} ms (${qs.workerDoneMs.length} python3 jobs at once, each through the verifying launcher, on ${os.cpus().length} CPUs shared with the devnet, against one unverified job for the single job, ${ss.totalMs} ms); ` +
+        (w3 !== undefined && qs.totalMs >= w3 ? `the job resolves after the third replica's requests (${w3} ms), ${r1(w3 - w2)} ms after the second's` : `the job resolves at ${qs.totalMs} ms, when the slower of its replicas is checked`);
       row.evidence.push(`median quorum job: ${fmtOps(qs.ops)}; median single job: ${fmtOps(ss.ops)} (request time summed per operation, via a timing middleware)`);
     }
     addRow(row);

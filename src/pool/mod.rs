@@ -2,8 +2,13 @@
 //! workers.
 //!
 //! Semantics (also in the package README):
-//! - A pool runs a job on `n` workers (the consensus level's n, raised by `redundancy`),
-//!   one replica per worker, each replica checked as under `'low'`.
+//! - A pool runs a job on up to `n` workers (the consensus level's n, raised by
+//!   `redundancy`), one replica per worker, each replica checked as under `'low'`.
+//!   Under `Replication::Lazy` (the default) it starts `k` replicas (or `redundancy`, if
+//!   higher) and starts another only when one fails or the valid ones cannot reach `k`
+//!   agreeing without it, never more than `n` counted results: with `k > n/2`, `k` agreeing
+//!   signers are a majority of any `n`, so the replicas not started could not change the
+//!   outcome. `Replication::Eager` starts all `n` at once (and names every dissenter).
 //! - Two results agree when job hash, exit code and the (path, sha256) set are equal.
 //!   A result that fails a check never counts; its worker is named as a dissenter.
 //! - When a replica fails (network, crash, timeout, 429, failed check) and an unused
@@ -176,6 +181,32 @@ pub struct PoolSpec {
     pub redundancy: Option<u32>,
     /// Worker keys the pool may take (`allow()`); `None`: the client's `allowedWorkers`.
     pub allow: Option<Vec<String>>,
+    /// `replication()`; `None`: lazy.
+    pub replication: Option<Replication>,
+}
+
+/// How many replicas a pooled job starts at once (`PoolBuilder.replication()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Replication {
+    /// `k` at first (or `redundancy`, if higher); another only when one fails or the valid
+    /// results so far cannot reach `k` agreeing without it. Same outcome as `Eager` for any
+    /// `k > n/2`, at `k/n` of the work and cost when the first `k` agree.
+    #[default]
+    Lazy,
+    /// All `n` at once: every worker's answer is seen (and every dissenter named), at `n`
+    /// replicas' work and cost, and the job waits for the slowest replica's grace period.
+    Eager,
+}
+
+impl Replication {
+    /// `'lazy'` or `'eager'`.
+    pub fn parse(mode: &str) -> Result<Replication> {
+        match mode {
+            "lazy" => Ok(Replication::Lazy),
+            "eager" => Ok(Replication::Eager),
+            other => Err(Error::invalid(format!("replication({other:?}): use 'lazy' (start k replicas, more only when needed) or 'eager' (start all n at once)"))),
+        }
+    }
 }
 
 /// The immutable pool builder.
@@ -222,6 +253,11 @@ impl PoolBuilder {
         }
         Ok(self.with(|s| s.redundancy = Some(factor)))
     }
+    /// `'lazy'` (default) or `'eager'`: see [`Replication`].
+    pub fn replication(&self, mode: &str) -> Result<PoolBuilder> {
+        let r = Replication::parse(mode)?;
+        Ok(self.with(|s| s.replication = Some(r)))
+    }
 }
 
 /// A joined pool: checked, reachable workers.
@@ -230,6 +266,7 @@ pub struct Pool {
     pub nodes: Vec<PoolNode>,
     pub consensus: ConsensusLevel,
     pub redundancy: u32,
+    pub replication: Replication,
     pub rules: ConsensusRules,
     /// Workers `join()` left out, and why (same key twice, key mismatch, unreachable,
     /// not allowed, diversity rules).
@@ -354,6 +391,7 @@ pub async fn join(client: &Sandrun, spec: &PoolSpec) -> Result<Pool> {
         nodes: checked,
         consensus: spec.consensus.unwrap_or(ConsensusLevel::Low),
         redundancy: spec.redundancy.unwrap_or(1),
+        replication: spec.replication.unwrap_or_default(),
         rules,
         excluded,
         client: client.clone(),
@@ -442,7 +480,7 @@ impl Pool {
 
     /// A pool with no workers yet (what a built, not yet joined pool shows).
     pub fn empty(client: Sandrun) -> Pool {
-        Pool { nodes: vec![], consensus: ConsensusLevel::Low, redundancy: 1, rules: ConsensusRules::default(), excluded: vec![], client, gpu: None }
+        Pool { nodes: vec![], consensus: ConsensusLevel::Low, redundancy: 1, replication: Replication::Lazy, rules: ConsensusRules::default(), excluded: vec![], client, gpu: None }
     }
 
     async fn submit_to(&self, i: usize, prepared: Rc<PreparedJob>, level: ConsensusLevel) -> Result<JobExecution> {
@@ -472,7 +510,11 @@ impl Pool {
             ));
         }
         let mut run = PooledRun { pool: self.clone(), prepared, level, k, n, replicas: Vec::new(), running: Vec::new(), next: 0, done: Rc::new(std::cell::RefCell::new(None)), all: Rc::default() };
-        while run.running.len() < n as usize {
+        let first = match self.replication {
+            Replication::Eager => n,
+            Replication::Lazy => k.max(self.redundancy).min(n),
+        };
+        while run.running.len() < first as usize {
             let Some(i) = run.take_node() else { break };
             match self.submit_to(i, run.prepared.clone(), level).await {
                 Ok(ex) => {
@@ -525,6 +567,29 @@ impl PooledRun {
         let i = self.next;
         self.next += 1;
         (i < self.pool.nodes.len()).then_some(i)
+    }
+
+    /// Start a replica on node `i` (a replacement for `replaces`, if given) in `race`.
+    fn spawn_replica<'a>(
+        &self,
+        race: &mut Race<'a, (Option<String>, Result<JobResult>)>,
+        slots: &mut Vec<(usize, Option<String>)>,
+        finished: &mut Vec<bool>,
+        i: usize,
+        replaces: Option<String>,
+    ) {
+        let (p, prepared, all, level) = (self.pool.clone(), self.prepared.clone(), self.all.clone(), self.level);
+        slots.push((i, replaces));
+        finished.push(false);
+        race.push(async move {
+            match p.submit_to(i, prepared, level).await {
+                Ok(ex) => {
+                    all.borrow_mut().push(ex.clone());
+                    (Some(ex.id().to_string()), ex.wait().await)
+                }
+                Err(e) => (None, Err(e)),
+            }
+        });
     }
 
     /// Every replica's execution, replacements included.
@@ -604,6 +669,8 @@ impl PooledRun {
             finished[slot] = true;
             let (node_i, replaces) = slots[slot].clone();
             let node = &pool.nodes[node_i];
+            // The worker a lazily started replica replaces, when this one failed.
+            let failed = r.is_err().then(|| node.endpoint.clone());
             match r {
                 Ok(result) => {
                     valid.push((agreement_of(&result), (self.replicas.len(), result)));
@@ -615,19 +682,10 @@ impl PooledRun {
                     if agreed.is_some() {
                         continue;
                     }
-                    if let Some(i) = self.take_node() {
-                        let (p, prepared, failed, all) = (pool.clone(), self.prepared.clone(), node.endpoint.clone(), self.all.clone());
-                        slots.push((i, Some(failed)));
-                        finished.push(false);
-                        race.push(async move {
-                            match p.submit_to(i, prepared, level).await {
-                                Ok(ex) => {
-                                    all.borrow_mut().push(ex.clone());
-                                    (Some(ex.id().to_string()), ex.wait().await)
-                                }
-                                Err(e) => (None, Err(e)),
-                            }
-                        });
+                    if pool.replication == Replication::Eager {
+                        if let Some(i) = self.take_node() {
+                            self.spawn_replica(&mut race, &mut slots, &mut finished, i, failed.clone());
+                        }
                     }
                 }
             }
@@ -639,6 +697,25 @@ impl PooledRun {
                     }
                 }
                 let best = largest_group(&valid).map_or(0, |(_, m)| m.len());
+                if pool.replication == Replication::Lazy {
+                    // Start only what k still needs, within n counted results (valid ones
+                    // and those running); a failed replica frees its slot for a replacement.
+                    let running = race.pending();
+                    let slots_left = (self.n as usize).saturating_sub(valid.len() + running);
+                    let missing = (self.k as usize).saturating_sub(best + running);
+                    for _ in 0..missing.min(slots_left) {
+                        let Some(i) = self.take_node() else { break };
+                        self.spawn_replica(&mut race, &mut slots, &mut finished, i, failed.clone());
+                    }
+                    // Each new result can add at most one agreeing signer, and at most n
+                    // results count.
+                    let more = race.pending() + pool.nodes.len().saturating_sub(self.next);
+                    let possible = best + more.min((self.n as usize).saturating_sub(valid.len()));
+                    if (possible as u32) < self.k {
+                        break;
+                    }
+                    continue;
+                }
                 let possible = best + race.pending() + pool.nodes.len().saturating_sub(self.next);
                 if (possible as u32) < self.k {
                     break;

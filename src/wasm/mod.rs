@@ -610,7 +610,10 @@ pub(crate) async fn failed(client: &CoreSandrun, e: crate::Error, operation: &st
 pub(crate) async fn distribute(pool: &CorePool, job: JobBuilder) -> Result<JsValue, JsValue> {
     let client = job.client.clone();
     let core = job.resolved().await?;
-    match client.submit_paid(&core, Some(pool)).await {
+    // distribute() hands back one execution per replica: all n start now.
+    let mut pool = pool.clone();
+    pool.replication = crate::pool::Replication::Eager;
+    match client.submit_paid(&core, Some(&pool)).await {
         Ok((submitted, payment)) => {
             let list = js_sys::Array::new();
             let (executions, quorum) = match submitted {

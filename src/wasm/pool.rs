@@ -55,6 +55,12 @@ impl PoolBuilder {
         }
         self.next(self.core.redundancy(factor as u32))
     }
+    /// `'lazy'` (default): start k replicas (or `redundancy`, if higher) and start another
+    /// only when one fails or the results so far disagree; `'eager'`: start all n at once
+    /// and see every worker's answer. `distribute()` always starts all n.
+    pub fn replication(&self, #[wasm_bindgen(unchecked_param_type = "'lazy' | 'eager'")] mode: String) -> Result<PoolBuilder, JsValue> {
+        self.next(self.core.replication(&mode))
+    }
     /// Discover and check the workers (each answers `/health` with the advertised key).
     #[wasm_bindgen(unchecked_return_type = "Promise<Pool>")]
     pub fn join(&self) -> Promise {

@@ -386,7 +386,9 @@ test('a 2-of-3 job in the browser: the agreed result, the wrong-output worker na
       const res = await (await s.job().code('open("out.txt","w").write("42")\nprint("agreed")').with(pool).submit()).wait();
       return { stdout: res.stdout, reached: res.proof.consensus.reached, agreeing: res.proof.consensus.agreeing.length, dissenting: res.proof.consensus.dissenting };
     },
-    { urls: [w[0].url, w[1].url, w[3].url] },
+    // The wrong worker is among the two replicas lazy replication starts first, so its
+    // failed check starts the third.
+    { urls: [w[0].url, w[3].url, w[1].url] },
   );
   assert.deepEqual(r, { stdout: 'agreed\n', reached: true, agreeing: 2, dissenting: [w[3].worker_id] });
 });

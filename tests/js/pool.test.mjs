@@ -37,8 +37,11 @@ test('2-of-3 with a wrong-output worker: the correct result, the dissenter named
   assert.ok(pool instanceof Pool);
   assert.equal(pool.nodes.length, 3);
   const ex = await sandrun.job().code(CODE).with(pool).submit();
-  assert.equal(ex.replicas.length, 3);
+  // Lazy replication: two replicas start; the wrong worker's failed check starts the third.
+  assert.deepEqual(ex.replicas.map((x) => x.worker), [W.a, W.wrong]);
   const r = await ex.wait();
+  assert.equal(ex.replicas.length, 3);
+  assert.equal(r.proof.consensus.replicas.find((x) => x.worker === W.b).replaces, W.wrong);
   assert.equal(r.status, 'completed');
   assert.equal(r.stdout, 'answer\n');
   const c = r.proof.consensus;
@@ -52,6 +55,33 @@ test('2-of-3 with a wrong-output worker: the correct result, the dissenter named
   const d = await ex.download();
   assert.equal(new TextDecoder().decode(d.files.find((f) => f.path === 'out.txt').bytes), '42\n');
   assert.notEqual(d.worker, W.wrong);
+});
+
+test('replication: lazy starts k replicas and more only on failure or disagreement; eager starts n', async () => {
+  const nodes = [W.a, W.b, W.c];
+  const jobs = () => Promise.all(nodes.map(acceptedJobs)).then((a) => a.reduce((x, y) => x + y, 0));
+  const lazy = await sandrun.pool().nodes(nodes).consensus('2-of-3').join();
+  let before = await jobs();
+  const r = await sandrun.job().code(CODE).with(lazy).submit().then((e) => e.wait());
+  assert.equal(r.proof.consensus.reached, true);
+  assert.deepEqual([r.proof.consensus.required, r.proof.consensus.of, r.proof.consensus.agreeing.length], [2, 3, 2]);
+  assert.equal(await jobs(), before + 2, 'two agreeing replicas are a majority of three: the third never ran');
+  // Valid but different results (each replica prints its own random bytes) start the third,
+  // and three different answers are no 2-of-3.
+  before = await jobs();
+  const e = await rejectsWith(sandrun.job().code('import os\nprint(os.urandom(8).hex())').with(lazy).submit().then((x) => x.wait()), 'CONSENSUS_NOT_REACHED', SandrunError);
+  assert.equal(e.details.replicas.length, 3);
+  assert.ok(e.details.replicas.every((x) => x.outcome === 'dissented'), JSON.stringify(e.details.replicas));
+  assert.equal(await jobs(), before + 3);
+  // Eager, and redundancy(3) under lazy, start all three at once.
+  for (const p of [sandrun.pool().nodes(nodes).consensus('2-of-3').replication('eager'), sandrun.pool().nodes(nodes).consensus('2-of-3').redundancy(3)]) {
+    before = await jobs();
+    const ex = await sandrun.job().code(CODE).with(await p.join()).submit();
+    assert.equal(ex.replicas.length, 3);
+    await ex.wait();
+    assert.equal(await jobs(), before + 3);
+  }
+  assert.throws(() => sandrun.pool().replication('some'), (x) => x instanceof SandrunError && x.code === 'INVALID_ARGUMENT' && /'lazy'/.test(x.message));
 });
 
 test('a bad-signature worker is rejected and never counts', async () => {

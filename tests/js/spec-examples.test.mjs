@@ -91,7 +91,8 @@ test('Complex Multi-Node Workflow with a local repository and no payment: 3-of-5
   assert.equal(result.stdout, 'trained on rows: 3\n');
   assert.equal(result.proof.level, '3-of-5');
   assert.ok(result.proof.consensus.agreeing.length >= 3);
-  assert.equal(await jobsEverywhere(), before + 5, 'one replica per worker, none twice');
+  // Lazy replication: three agreeing replicas are a majority of five, so two never start.
+  assert.equal(await jobsEverywhere(), before + 3, 'one replica per worker, none twice, none more than the quorum needed');
   const submits = metrics.snapshot().counters['sandrun_requests_total{operation="submit",outcome="200"}'];
-  assert.equal(submits, 5, 'the pool\'s plugins saw every replica');
+  assert.equal(submits, 3, 'the pool\'s plugins saw every replica');
 });

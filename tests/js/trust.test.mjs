@@ -33,8 +33,12 @@ test('a relay that passes on worker 0\'s signed results does not make a 2-of-2 q
   const relay = e.details.replicas.find((r) => r.worker === W.relay);
   assert.equal(relay.outcome, 'dissented');
   assert.match(relay.detail, /presented key .* at \/health/);
-  assert.deepEqual(e.details.dissenting.sort(), [idOf(W.a), idOf(W.relay)].sort());
-  assert.match(e.details.replicas.find((r) => r.worker === W.a).detail, /too few agreed/);
+  assert.ok(e.details.dissenting.includes(idOf(W.relay)));
+  assert.ok(!e.details.agreeing.length);
+  // Worker 0's own replica is a lone valid vote, or still running when the relay's dissent
+  // made 2-of-2 unreachable (the relay's copy can finish first).
+  const a = e.details.replicas.find((r) => r.worker === W.a);
+  assert.ok(/too few agreed/.test(a.detail) || a.outcome === 'unfinished', JSON.stringify(a));
   // Alone, at 'low', the relay's answer is refused too once its key is bound by a pool of one.
   const solo = await sandrun.pool().nodes([W.relay]).join();
   await rejectsWith(sandrun.job().code(CODE).with(solo).submit().then((x) => x.wait()), 'CONSENSUS_NOT_REACHED', SandrunError);
