@@ -95,6 +95,26 @@ function websocket(url, upgradeTimeoutMs = 10_000, maxFrameBytes = 16 * 1024 * 1
   });
 }
 
+/**
+ * Gzip `bytes` (the host's to keep) with the browser's CompressionStream, or `null` where
+ * there is none (the SDK then compresses in wasm). It takes no level: browsers use
+ * zlib's default, and the worker inflates any.
+ */
+async function gzip(bytes) {
+  if (typeof CompressionStream === 'undefined') return null;
+  try {
+    const cs = new CompressionStream('gzip');
+    const w = cs.writable.getWriter();
+    // One write of the whole tar: no copy into a Blob first. Their failures surface
+    // through the readable side, read below.
+    w.write(bytes).catch(() => {});
+    w.close().catch(() => {});
+    return new Uint8Array(await new Response(cs.readable).arrayBuffer());
+  } catch (e) {
+    throw hostFailure('io', `cannot compress the job archive: ${e.message}`);
+  }
+}
+
 const unsupported = (what) => () => Promise.reject(hostFailure('unsupported', `${what} is not available in browsers; use a URL with script(), or download() instead of downloadTo()`));
 const unsupportedOp = (what) => () => ({ promise: unsupported(what)(), cancel: () => {} });
 
@@ -113,5 +133,6 @@ export const browserHost = {
   readDir: unsupported('listing local directories'),
   writeFile: unsupported('writing local files'),
   sha256: async (bytes) => [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join(''),
+  gzip,
   makeError,
 };
