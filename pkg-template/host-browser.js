@@ -111,7 +111,7 @@ async function gzip(bytes) {
     w.close().catch(() => {});
     return new Uint8Array(await new Response(cs.readable).arrayBuffer());
   } catch (e) {
-    throw hostFailure('io', `cannot compress the job archive: ${e.message}`);
+    throw hostFailure('io', `CompressionStream: ${e.message}`);
   }
 }
 

@@ -229,13 +229,14 @@ const io = (what, p) => p.catch((e) => { throw hostFailure('io', `${what}: ${e.m
 let zlibModule;
 /** Gzip `bytes` (the host's to keep) at `level` with node:zlib, on libuv's threadpool. */
 async function gzip(bytes, level) {
-  const zlib = await (zlibModule ??= import('node:zlib'));
+  let zlib;
+  try { zlib = await (zlibModule ??= import('node:zlib')); } catch (e) { throw hostFailure('io', `node:zlib: ${e.message}`); }
   return new Promise((resolve, reject) => {
     // Asynchronous: the event loop stays free while a large job packs, and on this
     // input it measured no slower than gzipSync (bench/goals.mjs row 3). Output chunks of
     // 64 KiB rather than 16 KiB: fewer round trips to the threadpool.
     zlib.gzip(bytes, { level, chunkSize: 64 << 10 }, (e, out) => {
-      if (e) reject(hostFailure('io', `cannot compress the job archive: ${e.message}`));
+      if (e) reject(hostFailure('io', `node:zlib: ${e.message}`));
       else resolve(new Uint8Array(out.buffer, out.byteOffset, out.length));
     });
   });

@@ -236,7 +236,8 @@ impl Platform for JsPlatform {
         }
         let p = self.host.gzip(&buf, crate::job::archive::GZIP_LEVEL as f64);
         Box::pin(async move {
-            let v = await_promise(p, "cannot compress the job archive").await?;
+            // Whatever the host says went wrong, nothing was sent: IO, never NETWORK.
+            let v = await_promise(p, "cannot compress the job archive").await.map_err(|e| Error { code: ErrorCode::Io, ..e })?;
             if v.is_null() || v.is_undefined() {
                 // No native compressor here (a browser without CompressionStream).
                 return crate::job::archive::gzip_parts(&[&buf.to_vec()]);
