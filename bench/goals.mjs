@@ -238,6 +238,12 @@ async function packRow() {
   for (let i = 0; off < BYTES; i++) off += buf.write(`${String(i).padStart(9, '0')} the quick brown fox jumps over the lazy dog ${(i * 2654435761) >>> 0}\n`, off);
   const data = new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
   const s = Sandrun.create({ apiEndpoint: 'http://127.0.0.1:9', defaults: { consensus: 'none' } });
+  // Which compressor the SDK used: the host's gzip calls, counted (the SDK's own code path,
+  // nothing replaced).
+  const { nodeHost } = await import(pathToFileURL(path.join(pkgDir, 'host-node.js')).href);
+  const hostGzip = nodeHost.gzip;
+  let hostCalls = 0;
+  if (hostGzip) nodeHost.gzip = (...a) => { hostCalls += 1; return hostGzip(...a); };
   const sdkOnce = async () => {
     const tb = now();
     const b = s.job().code('print(1)').file('data.bin', data);
@@ -249,31 +255,39 @@ async function packRow() {
   };
   const baseOnce = () => { const t = now(); const o = zlib.gzipSync(data, { level: 1 }); return { ms: now() - t, bytes: o.length }; };
   const level6 = () => { const t = now(); const o = zlib.gzipSync(data, { level: 6 }); return { ms: now() - t, bytes: o.length }; };
-  await sdkOnce(); baseOnce();
-  const sdk = [], base = [], l6 = [];
-  const n = Math.max(5, SAMPLES - 3);
-  for (let i = 0; i < n; i++) { sdk.push(await sdkOnce()); base.push(baseOnce()); if (i < 3) l6.push(level6()); }
+  // What the Node host runs: zlib.gzip on libuv's threadpool (64 KiB output chunks).
+  const asyncOnce = () => new Promise((resolve, reject) => {
+    const t = now();
+    zlib.gzip(data, { level: 1, chunkSize: 64 << 10 }, (e, o) => (e ? reject(e) : resolve({ ms: now() - t, bytes: o.length })));
+  });
+  await sdkOnce(); baseOnce(); await asyncOnce();
+  hostCalls = 0;
+  const sdk = [], base = [], l6 = [], as = [];
+  // Nine at least: one pack is ~0.1 s, and on a shared machine five medians wander.
+  const n = Math.max(9, SAMPLES);
+  for (let i = 0; i < n; i++) { sdk.push(await sdkOnce()); base.push(baseOnce()); as.push(await asyncOnce()); if (i < 3) l6.push(level6()); }
+  if (hostGzip) nodeHost.gzip = hostGzip;
   const mib = BYTES / 1048576;
   const sm = median(sdk.map((x) => x.estimate)), bm = median(base.map((x) => x.ms));
-  const { nodeHost } = await import(pathToFileURL(path.join(pkgDir, 'host-node.js')).href);
-  const hostCompress = Object.keys(nodeHost).filter((k) => /gzip|compress|deflate/i.test(k));
+  const compressor = hostCalls >= n ? 'node:zlib (the host)' : 'Rust (miniz_oxide in wasm)';
   const row = {
     id: 3,
     figure: `tar.gz packing of 16 MiB (\`estimate()\`) vs Node's \`zlib.gzipSync\` level 1 (median of ${n}, MiB/s, higher is better)`,
     goal: { op: '>=', value: 0.9, text: '>= 0.9x' },
     unit: 'MiB/s', sdk: r1(mib / (sm / 1000)), baseline: r1(mib / (bm / 1000)), ratio: r2(bm / sm),
     detail: {
-      chainMiBs: r1(mib / (median(sdk.map((x) => x.chain)) / 1000)), sdkPackedKiB: r1(KiB(sdk[0].bytes)), zlib1PackedKiB: r1(KiB(base[0].bytes)),
-      zlib6MiBs: r1(mib / (median(l6.map((x) => x.ms)) / 1000)), zlib6PackedKiB: r1(KiB(l6[0].bytes)), hostCompressionMethods: hostCompress,
+      compressor, chainMiBs: r1(mib / (median(sdk.map((x) => x.chain)) / 1000)), sdkPackedKiB: r1(KiB(sdk[0].bytes)), zlib1PackedKiB: r1(KiB(base[0].bytes)),
+      zlib1AsyncMiBs: r1(mib / (median(as.map((x) => x.ms)) / 1000)),
+      zlib6MiBs: r1(mib / (median(l6.map((x) => x.ms)) / 1000)), zlib6PackedKiB: r1(KiB(l6[0].bytes)),
     },
     evidence: [],
   };
   if (row.ratio < 0.9) {
     const d = row.detail;
-    row.blocker = hostCompress.length
-      ? `packing still runs the Rust path (miniz_oxide in wasm)`
-      : `packing runs in wasm (flate2 + miniz_oxide): the Node host offers no compression for the core to call (host-node.js exports ${Object.keys(nodeHost).length} methods, none gzip/deflate), so the native zlib is never used`;
-    row.evidence.push(`SDK packed size ${d.sdkPackedKiB} KiB vs zlib level 1 ${d.zlib1PackedKiB} KiB, level 6 ${d.zlib6PackedKiB} KiB at ${d.zlib6MiBs} MiB/s; whole chain incl. copying the file into wasm ${d.chainMiBs} MiB/s`);
+    row.blocker = hostCalls >= n
+      ? `packing runs node:zlib level 1 on the threadpool (zlib.gzip) at ${d.zlib1AsyncMiBs} MiB/s on its own; the rest is laying out the tar and copying it out of wasm`
+      : `packing runs in wasm (flate2 + miniz_oxide): the host's gzip was not called (${hostCalls} calls in ${n} packs)`;
+    row.evidence.push(`compressor: ${d.compressor}; SDK packed size ${d.sdkPackedKiB} KiB vs zlib level 1 ${d.zlib1PackedKiB} KiB, level 6 ${d.zlib6PackedKiB} KiB at ${d.zlib6MiBs} MiB/s; whole chain incl. copying the file into wasm ${d.chainMiBs} MiB/s`);
   }
   addRow(row);
 }

@@ -95,6 +95,10 @@ function websocket(url, upgradeTimeoutMs = 10_000, maxFrameBytes = 16 * 1024 * 1
   });
 }
 
+// No `gzip` here: CompressionStream takes no level (zlib's default, 6) and measured 1.2-2.4x
+// slower than the SDK's own level-1 deflate in wasm in Chromium (bench/pack-browser.mjs;
+// docs/decisions.md), so browsers keep the Rust path.
+
 const unsupported = (what) => () => Promise.reject(hostFailure('unsupported', `${what} is not available in browsers; use a URL with script(), or download() instead of downloadTo()`));
 const unsupportedOp = (what) => () => ({ promise: unsupported(what)(), cancel: () => {} });
 

@@ -124,7 +124,7 @@ impl Sandrun {
         Ok(JobEstimate {
             workers,
             max_seconds: p.timeout_secs,
-            upload_bytes: p.archive()?.len() as u64,
+            upload_bytes: p.archive(self.platform().as_ref()).await?.len() as u64,
             interpreter: p.interpreter.clone(),
             entrypoint: p.entrypoint.clone(),
             job_hash: p.job_hash.clone(),

@@ -66,8 +66,9 @@ impl WorkerClient {
 
     /// `POST /submit` with the job's tar.gz and manifest.
     pub async fn submit(&self, job: &PreparedJob, seed: u64) -> Result<String> {
+        let archive = job.archive(self.platform.as_ref()).await?;
         let (ct, body) = Multipart::new(seed)
-            .file("files", "job.tar.gz", "application/gzip", &job.archive()?)
+            .file("files", "job.tar.gz", "application/gzip", &archive)
             .field("manifest", &job.manifest)
             .finish();
         let url = format!("{}/submit", self.base);

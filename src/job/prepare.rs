@@ -47,6 +47,36 @@ pub struct PreparedJob {
     pub allowed: Option<Vec<String>>,
     /// `publish()`: `download()` adds the verified outputs to IPFS.
     pub publish: bool,
+    /// The upload once packed: every replica, retry and `estimate()` of this job sends
+    /// (or counts) the same bytes, compressed once.
+    pub packed: PackedArchive,
+}
+
+/// A prepared job's tar.gz, packed on first use. Not part of the job's identity: equal
+/// jobs compare equal whether packed or not, and a clone starts unpacked (its files are
+/// public fields, and a changed copy must not send the original's archive).
+#[derive(Default)]
+pub struct PackedArchive(std::cell::RefCell<Option<Rc<Vec<u8>>>>);
+
+impl Clone for PackedArchive {
+    fn clone(&self) -> Self {
+        PackedArchive::default()
+    }
+}
+
+impl PartialEq for PackedArchive {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for PackedArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &*self.0.borrow() {
+            Some(a) => write!(f, "PackedArchive({} bytes)", a.len()),
+            None => f.write_str("PackedArchive(not yet)"),
+        }
+    }
 }
 
 /// Where the launcher tees the job's stdout; the worker hashes and signs it as an output.
@@ -55,9 +85,25 @@ pub const STDOUT_FILE: &str = "_sandrun_stdout.txt";
 pub const LAUNCHER_MISMATCH_EXIT: i64 = 97;
 
 impl PreparedJob {
-    /// The upload: one deterministic tar.gz.
-    pub fn archive(&self) -> Result<Vec<u8>> {
-        archive::pack_tar_gz(self.files.iter().map(|(p, b)| (p.as_str(), &b[..])))
+    /// The upload: the files' deterministic tar, gzipped by the platform (the host's
+    /// native zlib where it has one, else Rust's), packed once per prepared job.
+    ///
+    /// Which compressor ran changes the bytes, not the files: no hash covers the
+    /// archive (the job hash covers the entrypoint, the launcher the other files), and a
+    /// worker inflates any standard gzip. What is checked is that the output is gzip and
+    /// counts every tar byte ([`archive::check_gzip`]).
+    pub async fn archive(&self, platform: &dyn Platform) -> Result<Rc<Vec<u8>>> {
+        if let Some(a) = &*self.packed.0.borrow() {
+            return Ok(a.clone());
+        }
+        let parts = archive::tar_parts(self.files.iter().map(|(p, b)| (p.as_str(), &b[..])))?;
+        let parts: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        let len = parts.iter().map(|p| p.len()).sum();
+        let out = platform.gzip(&parts).await?;
+        archive::check_gzip(&out, len)?;
+        let out = Rc::new(out);
+        *self.packed.0.borrow_mut() = Some(out.clone());
+        Ok(out)
     }
     /// Whether `path` is one of the job's own outputs: selected by its `outputs()`
     /// patterns, and not the SDK's launcher or stdout capture.
@@ -465,6 +511,7 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
         stdout_file,
         allowed: spec.allow.clone().or_else(|| config.allowed_workers.clone()),
         publish: spec.publish,
+        packed: PackedArchive::default(),
     })
 }
 
@@ -665,6 +712,27 @@ mod tests {
             assert_eq!(out.status.code(), Some(LAUNCHER_MISMATCH_EXIT as i32), "{interp}: a changed input file still ran");
             std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    /// The upload is packed once per prepared job (every replica and retry sends the
+    /// same bytes), unpacks to exactly the job's files, and a clone packs its own.
+    #[test]
+    fn archive_is_packed_once_and_holds_the_files() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 97) as u8).collect();
+        let j = JobBuilder::new().code("print(1)").unwrap().file("data.bin", data.clone()).unwrap();
+        let p = prepared(&j, true);
+        let platform = NativePlatform::default();
+        let a = run(p.archive(&platform)).unwrap();
+        let b = run(p.archive(&platform)).unwrap();
+        assert!(Rc::ptr_eq(&a, &b), "the second call packed again");
+        let files = archive::unpack_tar_gz(&a, false).unwrap();
+        assert_eq!(files.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), p.files.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>());
+        assert!(files.iter().zip(&p.files).all(|((_, x), (_, y))| x[..] == y[..]));
+        let mut changed = p.clone();
+        assert_eq!(changed, p);
+        changed.files.retain(|(n, _)| n != "data.bin");
+        let c = run(changed.archive(&platform)).unwrap();
+        assert_eq!(archive::unpack_tar_gz(&c, false).unwrap().len(), p.files.len() - 1, "a changed clone sent the original's archive");
     }
 
     #[test]

@@ -57,6 +57,11 @@ extern "C" {
     /// read `bytes` before it returns (they are a view into wasm memory).
     #[wasm_bindgen(method, catch, js_name = sha256)]
     fn sha256(this: &Host, bytes: Uint8Array) -> std::result::Result<Promise, JsValue>;
+    /// Native gzip (node:zlib / `CompressionStream`) of `bytes` at `level` where the host
+    /// can choose one: a Promise of the gzip bytes, or of `null` when the host has no
+    /// compressor (the SDK then compresses in Rust). `bytes` is the host's to keep.
+    #[wasm_bindgen(method, catch, js_name = gzip)]
+    fn gzip(this: &Host, bytes: &Uint8Array, level: f64) -> std::result::Result<Promise, JsValue>;
     #[wasm_bindgen(method, catch, js_name = writeFile)]
     fn write_file(this: &Host, path: &str, bytes: Uint8Array) -> std::result::Result<Promise, JsValue>;
 
@@ -211,6 +216,35 @@ impl Platform for JsPlatform {
             }
         })
     }
+    fn gzip(&self, parts: &[&[u8]]) -> LocalFuture<'_, Result<Vec<u8>>> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let native = total >= HOST_GZIP_MIN_BYTES && prop(&self.host, "gzip").is_function();
+        if !native {
+            let r = crate::job::archive::gzip_parts(parts);
+            return Box::pin(async move { r });
+        }
+        // The tar is laid out once, straight into a JS buffer the host owns: the files'
+        // bytes are copied out of wasm memory here and nowhere else, and an asynchronous
+        // compressor may read the buffer after this returns (a view into wasm memory
+        // would be detached if the memory grew meanwhile).
+        let buf = Uint8Array::new_with_length(total as u32);
+        let mut at = 0u32;
+        for p in parts {
+            let end = at + p.len() as u32;
+            buf.subarray(at, end).copy_from(p);
+            at = end;
+        }
+        let p = self.host.gzip(&buf, crate::job::archive::GZIP_LEVEL as f64);
+        Box::pin(async move {
+            // Whatever the host says went wrong, nothing was sent: IO, never NETWORK.
+            let v = await_promise(p, "cannot compress the job archive").await.map_err(|e| Error { code: ErrorCode::Io, ..e })?;
+            if v.is_null() || v.is_undefined() {
+                // No native compressor here (a browser without CompressionStream).
+                return crate::job::archive::gzip_parts(&[&buf.to_vec()]);
+            }
+            Ok(Uint8Array::new(&v).to_vec())
+        })
+    }
     fn lstat(&self, path: &str) -> LocalFuture<'_, Result<PathKind>> {
         let path = path.to_string();
         Box::pin(async move {
@@ -327,6 +361,10 @@ impl Drop for Cancellable {
         }
     }
 }
+
+/// Small archives are compressed in wasm: under this, a round trip to the host (and
+/// CompressionStream's stream setup) costs more than miniz_oxide takes.
+const HOST_GZIP_MIN_BYTES: usize = 64 * 1024;
 
 /// Small inputs stay in wasm: crossing to the host costs more than hashing them.
 const HOST_SHA256_MIN_BYTES: usize = 64 * 1024;

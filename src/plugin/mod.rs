@@ -275,6 +275,9 @@ impl Platform for MiddlewarePlatform {
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
         self.base.sha256_hex(bytes)
     }
+    fn gzip(&self, parts: &[&[u8]]) -> LocalFuture<'_, Result<Vec<u8>>> {
+        self.base.gzip(parts)
+    }
     // Files, and output downloads streamed into them, go straight to the host: the
     // middleware chain sees whole responses only, and a streamed download is not one.
     fn lstat(&self, path: &str) -> LocalFuture<'_, Result<crate::platform::PathKind>> {

@@ -551,6 +551,35 @@ test('a large output is checked with WebCrypto in the browser', { timeout: 30_00
   assert.deepEqual(r, { size: 524288, same: true, ok: true });
 });
 
+test('a 3 MiB input is packed in wasm in the browser (not CompressionStream, measured slower) and verified on the worker', { timeout: 60_000 }, async () => {
+  const r = await okInPage(
+    async (sdk, { url }) => {
+      // A spy: the page's real CompressionStream, counted.
+      const Real = globalThis.CompressionStream;
+      let made = 0;
+      globalThis.CompressionStream = class extends Real { constructor(f) { super(f); made += 1; } };
+      try {
+        const data = new Uint8Array(3 << 20);
+        for (let i = 0; i < data.length; i++) data[i] = (i % 1000) < 900 ? 97 + (i % 26) : (i * 7919) & 255;
+        const hex = [...new Uint8Array(await crypto.subtle.digest('SHA-256', data))].map((b) => b.toString(16).padStart(2, '0')).join('');
+        const code = 'import hashlib\nb = open("data.bin", "rb").read()\nprint(len(b), hashlib.sha256(b).hexdigest())\n';
+        const s = sdk.Sandrun.create({ apiEndpoint: url });
+        const job = s.job().code(code).file('data.bin', data);
+        const est = await job.estimate();
+        const res = await (await job.submit()).wait();
+        return { made, hex, stdout: res.stdout, verified: res.proof.verified, uploadBytes: est.uploadBytes };
+      } finally {
+        globalThis.CompressionStream = Real;
+      }
+    },
+    { url: devnet.workers[0].url },
+  );
+  assert.equal(r.made, 0, 'the browser host has no gzip: CompressionStream is slower than the level-1 deflate in wasm');
+  assert.equal(r.stdout, `${3 << 20} ${r.hex}\n`);
+  assert.equal(r.verified, true);
+  assert.ok(r.uploadBytes < 3 << 20, `compressed: ${r.uploadBytes} bytes`);
+});
+
 test('a paid job in the browser through an injected EIP-1193 provider; a rejection pays and submits nothing', { timeout: 60_000 }, async () => {
   const { createPublicClient, http: viemHttp, parseEther } = await import('viem');
   const chain = devnet.chain;
