@@ -68,7 +68,9 @@ async function jobFor(s, settings) {
   if (settings.paid) job = job.payment(String(settings.amount), 'ETH');
   if (replicaCount(settings.consensus) > 1) {
     // The pool is the workers listed in the settings, in order (the later ones are spares).
-    const pool = await s.pool().nodes(settings.workers).consensus(settings.consensus).join();
+    // Eager replication: this page shows every worker's verdict, so all n run; the SDK's
+    // default (lazy) would stop at the first k that agree.
+    const pool = await s.pool().nodes(settings.workers).consensus(settings.consensus).replication('eager').join();
     job = job.with(pool);
   }
   return job;
