@@ -4,10 +4,11 @@
 import { makeError, hostFailure } from './errors.js';
 
 // The node: modules load on first use, not at import: an ES `import` of node:http,
-// node:https, node:crypto (and of node:fs, whose import also loads fs/promises and the
-// streams) cost a cold start (import + the first Sandrun.create()) more than the rest of
-// it (issue 14 row 7), and Sandrun.create() needs none of them. process.getBuiltinModule
-// (Node 20.16+ and 22.3+, Bun, Deno 2) loads a builtin synchronously from an ES module.
+// node:https and node:crypto (and of node:fs, which reads every export, fs.ReadStream and
+// so the streams too) cost a cold start (import + the first Sandrun.create()) more than
+// the rest of it (issue 14 row 7), and Sandrun.create() needs none of them.
+// process.getBuiltinModule (Node 20.16+ and 22.3+, Bun, Deno 2) loads a builtin
+// synchronously from an ES module.
 if (typeof globalThis.process?.getBuiltinModule !== 'function') {
   throw new Error(`@sandrun/wasm needs process.getBuiltinModule (Node.js 22.12 or later, Bun, Deno 2); this runtime (${globalThis.process?.version ?? 'unknown'}) lacks it`);
 }

@@ -3,8 +3,8 @@ import { initSync, __setHost, __setGpuHost } from './sandrun_wasm.js';
 import { nodeHost } from './host-node.js';
 import { gpuHost } from './gpu.js';
 
-// Not `import ... from 'node:fs'`: that also loads fs/promises and the streams (a cold
-// start's cost, issue 14 row 7); host-node.js checked that getBuiltinModule exists.
+// Not `import ... from 'node:fs'`: that also loads the streams (a cold start's cost,
+// issue 14 row 7); host-node.js has checked that getBuiltinModule exists.
 const { readFileSync } = process.getBuiltinModule('node:fs');
 
 initSync({ module: readFileSync(new URL('./sandrun_wasm_bg.wasm', import.meta.url)) });
