@@ -1,12 +1,32 @@
 // The Node.js host: node:http (header names sent exactly as given, exact
 // Content-Length; Node's fetch lowercases names and streams FormData chunked, which a
 // reference Sandrun worker rejects), node:fs, and a small WebSocket client.
-import http from 'node:http';
-import https from 'node:https';
-import { promises as fs, constants as fsConstants } from 'node:fs';
-import path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
 import { makeError, hostFailure } from './errors.js';
+
+// The node: modules load on first use, not at import: an ES `import` of node:http,
+// node:https and node:crypto (and of node:fs, which reads every export, fs.ReadStream and
+// so the streams too) cost a cold start (import + the first Sandrun.create()) more than
+// the rest of it (issue 14 row 7), and Sandrun.create() needs none of them.
+// process.getBuiltinModule (Node 20.16+ and 22.3+, Bun, Deno 2) loads a builtin
+// synchronously from an ES module.
+if (typeof globalThis.process?.getBuiltinModule !== 'function') {
+  throw new Error(`@sandrun/wasm needs process.getBuiltinModule (Node.js 22.12 or later, as its engines field says; Bun; Deno 2); this runtime (${globalThis.process?.version ?? 'unknown'}) lacks it`);
+}
+const builtin = (name) => {
+  let m;
+  return () => (m ??= process.getBuiltinModule(name));
+};
+const http = builtin('node:http');
+const https = builtin('node:https');
+const nodeCrypto = builtin('node:crypto');
+const nodeFs = builtin('node:fs');
+const createHash = (algorithm) => nodeCrypto().createHash(algorithm);
+const randomBytes = (size) => nodeCrypto().randomBytes(size);
+/** An object whose properties are read from `load()`'s result, loaded on the first read. */
+const onFirstUse = (load) => new Proxy({}, { get: (_, key) => load()[key] });
+const fs = onFirstUse(() => nodeFs().promises);
+const fsConstants = onFirstUse(() => nodeFs().constants);
+const path = onFirstUse(builtin('node:path'));
 
 /** setTimeout fires at once past 2^31-1 ms (with a warning): never arm more than that. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -19,7 +39,7 @@ export const stats = { maxBufferedBytes: 0 };
 function open(method, url, headers, body, timeoutMs, onResponse, reject) {
   let u;
   try { u = new URL(url); } catch { reject(hostFailure('network', `not a URL: ${url}`)); return null; }
-  const mod = u.protocol === 'https:' ? https : u.protocol === 'http:' ? http : null;
+  const mod = u.protocol === 'https:' ? https() : u.protocol === 'http:' ? http() : null;
   if (!mod) { reject(hostFailure('unsupported', `unsupported protocol in ${url}`)); return null; }
   const h = {};
   for (const [k, v] of headers) h[k] = v;
@@ -161,7 +181,7 @@ function requestToFile(method, url, headers, body, timeoutMs, maxBytes, target) 
 function websocket(url, upgradeTimeoutMs = 10_000, maxFrameBytes = 16 * 1024 * 1024) {
   return new Promise((resolve) => {
     const u = new URL(url.replace(/^ws/, 'http'));
-    const mod = u.protocol === 'https:' ? https : http;
+    const mod = u.protocol === 'https:' ? https() : http();
     const req = mod.request(u, {
       agent: false,
       headers: { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': randomBytes(16).toString('base64'), 'Sec-WebSocket-Version': '13' },

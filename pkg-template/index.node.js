@@ -1,8 +1,11 @@
 // Node.js entry: loads the wasm synchronously, so no init() call is needed.
-import { readFileSync } from 'node:fs';
 import { initSync, __setHost, __setGpuHost } from './sandrun_wasm.js';
 import { nodeHost } from './host-node.js';
 import { gpuHost } from './gpu.js';
+
+// Not `import ... from 'node:fs'`: that also loads the streams (a cold start's cost,
+// issue 14 row 7); host-node.js has checked that getBuiltinModule exists.
+const { readFileSync } = process.getBuiltinModule('node:fs');
 
 initSync({ module: readFileSync(new URL('./sandrun_wasm_bg.wasm', import.meta.url)) });
 __setHost(nodeHost);
