@@ -476,7 +476,7 @@ function throughputRow() {
     evidence: [],
   };
   if (row.ratio < 0.8) {
-    row.blocker = `one job's turnaround is only ${row.detail.turnaroundRatio}x a raw spawn (${r1(tr.devnet)} vs ${r1(tr.raw)} ms), so ${d.workers} workers could reach ${row.detail.ceilingFromTurnaround} jobs/s; the loss is under load (${d.cpus} CPUs shared by the workers, the HTTP server, the bench's polling client and the jobs), not in a single job's path; not yet traced further`;
+    row.blocker = `one job's turnaround is only ${row.detail.turnaroundRatio}x a raw spawn (${r1(tr.devnet)} vs ${r1(tr.raw)} ms), so ${d.workers} workers could reach ${row.detail.ceilingFromTurnaround} jobs/s; the loss is under load (${d.cpus} CPUs shared by the workers, their HTTP servers, the bench's client and the jobs), not in a single job's path. Traced (docs/decisions.md, devnet throughput): the worker spends about 2.5-3 ms of CPU per job (job directory and file creation, fork, three short threads), about 8% on top of a raw spawn, which caps the ratio near 0.9 on a CPU-bound machine; a run below 0.8 is that cap plus this machine's load moving a run by about 0.1`;
     row.evidence.push(`turnaround median of ${d.samples}: devnet ${r1(tr.devnet)} ms, raw ${r1(tr.raw)} ms; throughput devnet ${r1(dev)} vs raw ${r1(raw)} jobs/s`);
   }
   addRow(row);
