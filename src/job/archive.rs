@@ -21,6 +21,19 @@ pub const GZIP_LEVEL: u32 = 1;
 /// compressor reads them in turn, so the tar need not exist as one buffer.
 pub type TarParts<'a> = Vec<std::borrow::Cow<'a, [u8]>>;
 
+/// A file's tar header: fixed mode (0755 for `.sh`), mtime, owner, so equal inputs pack
+/// to equal archives.
+fn header(path: &str, len: usize) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(len as u64);
+    h.set_mode(if path.ends_with(".sh") { 0o755 } else { 0o644 });
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h
+}
+
 /// Lay out files as a deterministic tar (mtime 0, uid/gid 0, mode 0644, 0755 for `.sh`),
 /// byte for byte what `tar::Builder` writes, without copying the files' bytes.
 pub fn tar_parts<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<TarParts<'a>> {
@@ -32,13 +45,7 @@ pub fn tar_parts<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Re
     let mut parts: TarParts<'a> = Vec::new();
     for (path, bytes) in files {
         check_relative_path(path)?;
-        let mut h = tar::Header::new_gnu();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(if path.ends_with(".sh") { 0o755 } else { 0o644 });
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
+        let mut h = header(path, bytes.len());
         tar.append_data(&mut h, path, std::io::empty()).map_err(fail(format!("cannot pack {path}")))?;
         parts.push(Cow::Owned(std::mem::take(tar.get_mut())));
         if !bytes.is_empty() {
@@ -246,13 +253,7 @@ mod tests {
         let files: Vec<(&str, &[u8])> = vec![("a.txt", b"x"), ("empty", b""), ("run.sh", &[1u8; 512][..]), (long.as_str(), &big[..])];
         let mut reference = tar::Builder::new(Vec::new());
         for (path, bytes) in &files {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(bytes.len() as u64);
-            h.set_mode(if path.ends_with(".sh") { 0o755 } else { 0o644 });
-            h.set_mtime(0);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_entry_type(tar::EntryType::Regular);
+            let mut h = header(path, bytes.len());
             reference.append_data(&mut h, path, *bytes).unwrap();
         }
         let reference = reference.into_inner().unwrap();
