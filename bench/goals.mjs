@@ -314,44 +314,52 @@ async function packRow() {
 
 // 4. SHA-256 on the verification path vs the host's native SHA-256.
 async function shaRows() {
-  // The verification path hashes with the platform's sha256_hex (src/platform/js.rs): Rust's
-  // sha2 in wasm below 64 KiB, the host's (node:crypto here) from 64 KiB. In a process without
-  // WebGPU, `sandrun.gpu().sha256([bytes])` is that same call (src/gpu.rs sha256_many), plus
-  // copying the input into wasm memory, which the proof check does not pay (its bytes are there).
-  const g = Sandrun.create({}).gpu();
+  // The path measured is the one a result check takes for each output (src/execution.rs ->
+  // gpu::sha256_for_proof -> Platform::sha256_hex -> src/platform/js.rs `sha256`, which in Node
+  // calls the host's `sha256Sync`: node:crypto over a view of wasm memory, raw digest), run on
+  // bytes already in wasm memory, as downloaded outputs are. `ipfs().__verificationHashBench`
+  // (a benchmark hook, not API) runs that same call in a loop inside wasm and times it with the
+  // host's clock. The public `gpu().sha256([bytes])` (the same hash plus copying the input into
+  // wasm, a Promise and a string array per call) is reported alongside, not as the figure.
+  const sandrun = Sandrun.create({});
+  const ipfs = sandrun.ipfs();
+  const g = sandrun.gpu();
   const sizes = [[1024, '1 KiB'], [64 * 1024, '64 KiB'], [16 * 1024 * 1024, '16 MiB']];
   const ids = ['4a', '4b', '4c'];
   for (const [k, [size, label]] of sizes.entries()) {
     const bytes = new Uint8Array(size).map((_, i) => (i * 31 + (i >> 11)) & 255);
-    const dst = new Uint8Array(size); // a memcpy of the input: what passing it into wasm costs at least
     const want = createHash('sha256').update(bytes).digest('hex');
     const [got] = await g.sha256([bytes]);
-    if (got !== want || sha256Hex(bytes) !== want) throw new Error(`SHA-256 of ${label} differs from node:crypto`);
+    const [pathGot] = await ipfs.__verificationHashBench(bytes, 1);
+    if (got !== want || pathGot !== want || sha256Hex(bytes) !== want) throw new Error(`SHA-256 of ${label} differs from node:crypto`);
     const iters = Math.max(3, Math.round((64 * 1024 * 1024) / size / 4));
     const measure = async (f) => { const t = now(); for (let i = 0; i < iters; i++) await f(); return (now() - t) / iters; };
-    const pathT = [], nativeT = [], wasmT = [], copyT = [];
-    for (let r = 0; r < 5; r++) {
-      pathT.push(await measure(() => g.sha256([bytes])));
-      copyT.push(await measure(() => dst.set(bytes)));
-      nativeT.push(await measure(() => createHash('sha256').update(bytes).digest('hex')));
-      wasmT.push(await measure(() => sha256Hex(bytes)));
+    const pathT = [], nativeT = [], wasmT = [], apiT = [];
+    // The path and its baseline alternate which goes first (this machine is shared: load
+    // drifts within a run).
+    const pathOnce = async () => pathT.push((await ipfs.__verificationHashBench(bytes, iters))[1]);
+    // The baseline computes what the check compares: a hex digest.
+    const nativeOnce = async () => nativeT.push(await measure(() => createHash('sha256').update(bytes).digest('hex')));
+    for (let r = 0; r < 9; r++) {
+      if (r % 2) { await nativeOnce(); await pathOnce(); } else { await pathOnce(); await nativeOnce(); }
+      if (r < 3) {
+        apiT.push(await measure(() => g.sha256([bytes])));
+        wasmT.push(await measure(() => sha256Hex(bytes)));
+      }
     }
-    const p = median(pathT), n = median(nativeT), w = median(wasmT), c = median(copyT);
+    const p = median(pathT), n = median(nativeT), w = median(wasmT), a = median(apiT);
     const mibs = (ms) => (size / 1048576) / (ms / 1000);
     const row = {
       id: ids[k],
-      figure: `SHA-256 of ${label} on the verification path (the platform hash proof checks call; measured through \`sandrun.gpu().sha256()\` without WebGPU, which adds copying the input into wasm) vs node:crypto \`createHash\` (MiB/s, higher is better)`,
+      figure: `SHA-256 of ${label} on the verification path (what a result check runs per output: \`gpu::sha256_for_proof\` on bytes in wasm memory, node:crypto via the host's \`sha256Sync\`; timed inside wasm by a benchmark hook) vs node:crypto \`createHash(...).digest('hex')\` (median of 9, alternating, MiB/s, higher is better)`,
       goal: { op: '>=', value: 0.9, text: '>= 0.9x' },
       unit: 'MiB/s', sdk: r1(mibs(p)), baseline: r1(mibs(n)), ratio: r2(n / p),
-      detail: { perCallUs: { path: r2(p * 1000), native: r2(n * 1000), wasmSha2: r2(w * 1000), jsCopy: r2(c * 1000) }, wasmSha2MiBs: r1(mibs(w)), hostFrom: '64 KiB' },
+      detail: { perCallUs: { path: r2(p * 1000), native: r2(n * 1000), wasmSha2: r2(w * 1000), gpuSha256Api: r2(a * 1000) }, wasmSha2MiBs: r1(mibs(w)), gpuSha256ApiMiBs: r1(mibs(a)), host: 'sha256Sync at every size (Node)' },
       evidence: [],
     };
+    row.evidence.push(`${label}: path ${row.detail.perCallUs.path} us/call, node:crypto ${row.detail.perCallUs.native} us; for comparison sha2 in wasm (sha256Hex) ${row.detail.perCallUs.wasmSha2} us (${row.detail.wasmSha2MiBs} MiB/s), and the public \`gpu().sha256([bytes])\` without WebGPU (copies the input into wasm, a Promise per call) ${row.detail.perCallUs.gpuSha256Api} us (${row.detail.gpuSha256ApiMiBs} MiB/s)`);
     if (row.ratio < 0.9) {
-      const d = row.detail;
-      row.blocker = size < 64 * 1024
-        ? `below 64 KiB the path hashes in wasm (sha2 crate, HOST_SHA256_MIN_BYTES in src/platform/js.rs) and each call crosses the JS boundary as a Promise: ${d.perCallUs.path} us per call vs ${d.perCallUs.native} us native`
-        : `from 64 KiB the host hashes a view of wasm memory with node:crypto, so the gap (${r2(d.perCallUs.path - d.perCallUs.native)} us per call) is the boundary: the Promise round trip, the hex string, and, in this measurement only, copying the input into wasm (a memcpy alone: ${d.perCallUs.jsCopy} us); the public API offers no way to hash bytes already in wasm memory, so the bench cannot separate the two`;
-      row.evidence.push(`${label}: path ${d.perCallUs.path} us/call, node:crypto ${d.perCallUs.native} us, sha2 in wasm (sha256Hex, synchronous) ${d.perCallUs.wasmSha2} us (${d.wasmSha2MiBs} MiB/s), a memcpy of the input in JS (\`Uint8Array.set\`, what passing it into wasm costs at least) ${d.perCallUs.jsCopy} us`);
+      row.blocker = `the path costs ${r2((p - n) * 1000)} us per call more than node:crypto alone: the wasm/JS boundary (a view of wasm memory made, the hex digest passed back into wasm) and the check's own bookkeeping (src/gpu.rs sha256_for_proof)`;
     }
     addRow(row);
   }

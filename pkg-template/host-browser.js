@@ -116,6 +116,9 @@ export const browserHost = {
   readFile: unsupported('reading local files'),
   readDir: unsupported('listing local directories'),
   writeFile: unsupported('writing local files'),
-  sha256: async (bytes) => [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join(''),
+  // SHA-256 on the verification path (src/platform/js.rs `sha256`): WebCrypto, a Promise
+  // of the raw digest; digest() copies `bytes` (a view of wasm memory) before returning.
+  // Absent outside a secure context (no crypto.subtle): the SDK hashes in wasm then.
+  sha256Digest: globalThis.crypto?.subtle ? (bytes) => globalThis.crypto.subtle.digest('SHA-256', bytes) : undefined,
   makeError,
 };

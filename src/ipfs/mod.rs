@@ -176,6 +176,11 @@ impl Ipfs {
         Ipfs { platform, gateway: gateway.map(trim), api: api.map(trim) }
     }
 
+    /// The platform it fetches and hashes on (the client's, middleware included).
+    pub fn platform(&self) -> &Rc<dyn Platform> {
+        &self.platform
+    }
+
     fn gateway(&self) -> Result<&str> {
         need_gateway(self.gateway.as_deref())
     }
@@ -186,10 +191,16 @@ impl Ipfs {
 
     /// The verified bytes of the file at `url` (`ipfs://CID[/path]` or a CID).
     pub async fn cat(&self, url: &str, limits: Limits) -> Result<Vec<u8>> {
+        Ok(self.cat_parts(url, limits).await?.concat())
+    }
+
+    /// [`Ipfs::cat`] as the file's pieces in order (slices of verified blocks), returned
+    /// only once the whole file verified: whoever hands the file on copies it once.
+    pub async fn cat_parts(&self, url: &str, limits: Limits) -> Result<Vec<bytes::Bytes>> {
         let u = IpfsUrl::parse(url)?;
         let mut r = fetch(&*self.platform, self.gateway()?, &u, "all", limits).await?;
         let cid = r.resolve(&u.root, &u.path).await?;
-        r.file(&cid).await
+        r.file_parts(&cid).await
     }
 
     /// The entries of the directory at `url`.
@@ -291,8 +302,8 @@ pub async fn fetch<'p>(platform: &'p dyn Platform, gw: &str, url: &IpfsUrl, scop
     let mut blocks = Blocks::default();
     match resp.status {
         200 => {
-            let (_roots, list) = block::read_car(&resp.body, &limits).await?;
-            drop(resp);
+            // The body is held once: every block is a slice of it.
+            let (_roots, list) = block::read_car(bytes::Bytes::from(resp.body), &limits)?;
             // Every block is checked before any is read; one bad block fails them all.
             for (cid, bytes) in list {
                 blocks.insert(platform, cid, bytes, &limits).await?;

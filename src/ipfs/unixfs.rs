@@ -184,6 +184,13 @@ pub struct Reader<'a> {
     entries: usize,
 }
 
+/// A file being assembled: its pieces and their total length.
+#[derive(Default)]
+struct Parts {
+    parts: Vec<Bytes>,
+    len: u64,
+}
+
 impl<'a> Reader<'a> {
     pub fn new(platform: &'a dyn Platform, blocks: Blocks, gateway: Option<String>, limits: Limits) -> Self {
         Reader { platform, blocks, gateway, limits, raw_fetches: 0, entries: 0 }
@@ -210,7 +217,7 @@ impl<'a> Reader<'a> {
         if resp.status != 200 {
             return Err(super::gateway_status(&url, resp.status));
         }
-        self.blocks.insert(self.platform, *cid, resp.body, &self.limits).await?;
+        self.blocks.insert(self.platform, *cid, Bytes::from(resp.body), &self.limits).await?;
         Ok(self.blocks.get(cid).expect("just inserted"))
     }
 
@@ -270,32 +277,39 @@ impl<'a> Reader<'a> {
     /// The whole content of a file, every block verified, sizes checked against what
     /// the nodes declare. Fails without returning any of it if anything is wrong.
     pub async fn file(&mut self, cid: &Cid) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
+        Ok(self.file_parts(cid).await?.concat())
+    }
+
+    /// [`Reader::file`] as its pieces in order: slices of the verified blocks, not copied.
+    pub async fn file_parts(&mut self, cid: &Cid) -> Result<Vec<Bytes>> {
         // The declared size first: a file over the limit fails before it is fetched.
         if let Node::Pb { data, .. } = self.node(cid).await? {
             if let Some(s) = data.filesize {
                 if s > self.limits.max_bytes {
                     return Err(block::too_much(&self.limits));
                 }
-                out.reserve(s as usize);
             }
         }
+        let mut out = Parts::default();
         self.append_file(cid, 0, &mut out).await?;
-        Ok(out)
+        Ok(out.parts)
     }
 
-    fn append_file<'s>(&'s mut self, cid: &'s Cid, depth: u32, out: &'s mut Vec<u8>) -> crate::platform::LocalFuture<'s, Result<u64>> {
+    fn append_file<'s>(&'s mut self, cid: &'s Cid, depth: u32, out: &'s mut Parts) -> crate::platform::LocalFuture<'s, Result<u64>> {
         Box::pin(async move {
             if depth > self.limits.max_depth {
                 return Err(Error::malformed(format!("the IPFS file's DAG is deeper than {} levels at {cid}", self.limits.max_depth))
                     .with_details(serde_json::json!({"cid": cid.to_string(), "maxDepth": self.limits.max_depth})));
             }
-            let start = out.len();
-            let grow = |out: &mut Vec<u8>, bytes: &[u8], limits: &Limits| -> Result<()> {
-                if (out.len() + bytes.len()) as u64 > limits.max_bytes {
+            let start = out.len;
+            let grow = |out: &mut Parts, bytes: &Bytes, limits: &Limits| -> Result<()> {
+                if out.len + bytes.len() as u64 > limits.max_bytes {
                     return Err(block::too_much(limits));
                 }
-                out.extend_from_slice(bytes);
+                out.len += bytes.len() as u64;
+                if !bytes.is_empty() {
+                    out.parts.push(bytes.clone());
+                }
                 Ok(())
             };
             match self.node(cid).await? {
@@ -320,7 +334,7 @@ impl<'a> Reader<'a> {
                             return Err(not_unixfs(cid, &format!("child {} holds {n} bytes, the node declares {}", l.cid, data.blocksizes[i])));
                         }
                     }
-                    let total = (out.len() - start) as u64;
+                    let total = out.len - start;
                     if let Some(s) = data.filesize {
                         if s != total {
                             return Err(not_unixfs(cid, &format!("it holds {total} bytes, its filesize says {s}")));
@@ -328,7 +342,7 @@ impl<'a> Reader<'a> {
                     }
                 }
             }
-            Ok((out.len() - start) as u64)
+            Ok(out.len - start)
         })
     }
 

@@ -8,7 +8,7 @@
 //! ([`Transport::Host`]) through the host and every other request through gloo-net
 //! ([`super::fetch`]); streamed downloads, WebSockets and files are always the host's.
 
-use super::{FileResponse, HttpRequest, HttpResponse, LocalFuture, PathKind, Platform, Transport, WebSocket, WsEvent, MAX_TIMER_MS, WS_MAX_FRAME_BYTES, WS_UPGRADE_TIMEOUT_MS};
+use super::{FileResponse, HttpRequest, HttpResponse, LocalFuture, PathKind, Platform, Transport, WebSocket, WsEvent, HOST_SHA256_ASYNC_MIN_BYTES, MAX_TIMER_MS, WS_MAX_FRAME_BYTES, WS_UPGRADE_TIMEOUT_MS};
 use crate::error::{Error, ErrorCode, Result};
 use js_sys::{Array, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -53,11 +53,16 @@ extern "C" {
     fn read_file(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
     #[wasm_bindgen(method, catch, js_name = readDir)]
     fn read_dir(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
-    /// Native SHA-256 (WebCrypto / node:crypto): a Promise of lowercase hex. The host must
-    /// read `bytes` before it returns (they are a view into wasm memory).
-    #[wasm_bindgen(method, catch, js_name = sha256)]
-    fn sha256(this: &Host, bytes: Uint8Array) -> std::result::Result<Promise, JsValue>;
-    /// Native gzip (node:zlib / `CompressionStream`) of `bytes` at `level` where the host
+    /// Native SHA-256, synchronous (Node: node:crypto): lowercase hex of `bytes`, a view
+    /// into wasm memory. Optional: a host without it leaves the property undefined.
+    #[wasm_bindgen(method, catch, js_name = sha256Sync)]
+    fn sha256_sync(this: &Host, bytes: &Uint8Array) -> std::result::Result<JsValue, JsValue>;
+    /// Native SHA-256, asynchronous (browsers: WebCrypto): a Promise of the 32-byte digest
+    /// (`ArrayBuffer`). The host must read `bytes` (a view into wasm memory) before it
+    /// returns; `crypto.subtle.digest` copies its input synchronously. Optional.
+    #[wasm_bindgen(method, catch, js_name = sha256Digest)]
+    fn sha256_digest(this: &Host, bytes: &Uint8Array) -> std::result::Result<Promise, JsValue>;
+    /// Native gzip (node:zlib) of `bytes` at `level` where the host
     /// can choose one: a Promise of the gzip bytes, or of `null` when the host has no
     /// compressor (the SDK then compresses in Rust). `bytes` is the host's to keep.
     #[wasm_bindgen(method, catch, js_name = gzip)]
@@ -105,12 +110,64 @@ pub struct JsPlatform {
     host: Host,
     /// The runtime has a global `fetch`; without one every request goes to the host.
     fetch: bool,
+    /// Which native SHA-256 the host offers (looked up once).
+    sha: HostSha,
+}
+
+/// The host's native SHA-256.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HostSha {
+    /// `sha256Sync` (Node): used at every size (bench/goals.mjs row 4: as fast as
+    /// node:crypto from 64 KiB, and faster than sha2 in wasm at 1 KiB).
+    Sync,
+    /// `sha256Digest` (WebCrypto): used from [`HOST_SHA256_ASYNC_MIN_BYTES`].
+    Async,
+    /// None (e.g. a page outside a secure context has no `crypto.subtle`): sha2 in wasm.
+    None,
 }
 
 impl JsPlatform {
     pub fn new(host: Host) -> Self {
-        JsPlatform { host, fetch: super::fetch::available() }
+        let has = |name: &str| prop(&host, name).is_function();
+        let sha = if has("sha256Sync") {
+            HostSha::Sync
+        } else if has("sha256Digest") {
+            HostSha::Async
+        } else {
+            HostSha::None
+        };
+        JsPlatform { host, fetch: super::fetch::available(), sha }
     }
+}
+
+/// A host digest: 64 lowercase hex digits (`sha256Sync`) or 32 bytes (`sha256Digest`).
+fn digest_of(v: &JsValue) -> Option<[u8; 32]> {
+    let mut d = [0u8; 32];
+    if let Some(h) = v.as_string() {
+        let h = h.as_bytes();
+        if h.len() != 64 {
+            return None;
+        }
+        let nib = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        for (i, out) in d.iter_mut().enumerate() {
+            *out = nib(h[2 * i])? << 4 | nib(h[2 * i + 1])?;
+        }
+        return Some(d);
+    }
+    let a = if v.is_instance_of::<js_sys::ArrayBuffer>() { Uint8Array::new(v) } else { v.clone().dyn_into::<Uint8Array>().ok()? };
+    if a.length() != 32 {
+        return None;
+    }
+    a.copy_to(&mut d);
+    Some(d)
+}
+
+fn host_hash_failed(why: &str) -> Error {
+    Error::new(ErrorCode::Unsupported, format!("the host's SHA-256 failed: {why}"))
 }
 
 async fn await_promise(p: std::result::Result<Promise, JsValue>, what: &str) -> Result<JsValue> {
@@ -195,26 +252,47 @@ impl Platform for JsPlatform {
                 .collect())
         })
     }
+    fn sha256(&self, bytes: &[u8]) -> LocalFuture<'_, Result<[u8; 32]>> {
+        // A view, not a copy: the host reads the bytes before it returns (node:crypto
+        // synchronously; WebCrypto's digest() copies its input before returning its
+        // Promise), and nothing runs in wasm in between. Copying out cost more than
+        // hashing (docs/decisions.md, "Host SHA-256").
+        let view = unsafe { Uint8Array::view(bytes) };
+        match self.sha {
+            HostSha::Sync => {
+                let d = self.host.sha256_sync(&view).ok().and_then(|v| digest_of(&v));
+                drop(view);
+                // The bytes are still here: a host that failed is replaced by sha2.
+                let d = d.unwrap_or_else(|| crate::proof::sha256(bytes));
+                Box::pin(async move { Ok(d) })
+            }
+            HostSha::Async if bytes.len() >= HOST_SHA256_ASYNC_MIN_BYTES => {
+                let p = self.host.sha256_digest(&view);
+                drop(view);
+                Box::pin(async move {
+                    let p = p.map_err(|e| host_hash_failed(&format!("{e:?}")))?;
+                    let v = JsFuture::from(p).await.map_err(|e| host_hash_failed(&format!("{e:?}")))?;
+                    digest_of(&v).ok_or_else(|| host_hash_failed("sha256Digest did not resolve to 32 bytes"))
+                })
+            }
+            _ => {
+                drop(view);
+                let d = crate::proof::sha256(bytes);
+                Box::pin(async move { Ok(d) })
+            }
+        }
+    }
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
-        if bytes.len() < HOST_SHA256_MIN_BYTES {
-            let h = crate::proof::sha256_hex(bytes);
+        // Node's host answers hex already: hand it on rather than decode and re-encode.
+        if self.sha == HostSha::Sync {
+            let view = unsafe { Uint8Array::view(bytes) };
+            let h = self.host.sha256_sync(&view).ok().and_then(|v| v.as_string()).filter(|h| h.len() == 64 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+            drop(view);
+            let h = h.unwrap_or_else(|| crate::proof::sha256_hex(bytes));
             return Box::pin(async move { h });
         }
-        let fallback = bytes.to_vec();
-        // A view, not a copy: both hosts read the bytes before `sha256` returns (node:crypto's
-        // update() runs before the async function's first await; WebCrypto's digest() copies
-        // its input synchronously), and nothing runs in wasm in between. Copying out cost
-        // more than hashing (bench/ipfs.mjs: verified fetch 37% -> see docs/decisions.md).
-        let p = self.host.sha256(unsafe { Uint8Array::view(bytes) });
-        Box::pin(async move {
-            match p {
-                Ok(p) => match JsFuture::from(p).await.ok().and_then(|v| v.as_string()) {
-                    Some(h) => h,
-                    None => crate::proof::sha256_hex(&fallback),
-                },
-                Err(_) => crate::proof::sha256_hex(&fallback),
-            }
-        })
+        let f = self.sha256(bytes);
+        Box::pin(async move { f.await.map(|d| crate::proof::recipe::hex(&d)).unwrap_or_default() })
     }
     fn gzip(&self, parts: &[&[u8]]) -> LocalFuture<'_, Result<Vec<u8>>> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -239,7 +317,7 @@ impl Platform for JsPlatform {
             // Whatever the host says went wrong, nothing was sent: IO, never NETWORK.
             let v = await_promise(p, "cannot compress the job archive").await.map_err(|e| Error { code: ErrorCode::Io, ..e })?;
             if v.is_null() || v.is_undefined() {
-                // No native compressor here (a browser without CompressionStream).
+                // The host has a gzip but declined this time.
                 return crate::job::archive::gzip_parts(&[&buf.to_vec()]);
             }
             Ok(Uint8Array::new(&v).to_vec())
@@ -362,12 +440,9 @@ impl Drop for Cancellable {
     }
 }
 
-/// Small archives are compressed in wasm: under this, a round trip to the host (and
-/// CompressionStream's stream setup) costs more than miniz_oxide takes.
+/// Small archives are compressed in wasm: under this, a round trip to the host costs more
+/// than miniz_oxide takes.
 const HOST_GZIP_MIN_BYTES: usize = 64 * 1024;
-
-/// Small inputs stay in wasm: crossing to the host costs more than hashing them.
-const HOST_SHA256_MIN_BYTES: usize = 64 * 1024;
 
 struct JsSocket(HostSocket);
 

@@ -39,6 +39,13 @@ pub const WS_UPGRADE_TIMEOUT_MS: u64 = 10_000;
 /// larger one closes the socket, and the SDK reads the rest from `/status` and `/logs`.
 /// A reference worker sends a job's whole stdout in one frame, up to its output cap.
 pub const WS_MAX_FRAME_BYTES: u64 = 16 * 1024 * 1024;
+/// Where a host's SHA-256 is asynchronous (WebCrypto's `crypto.subtle.digest` in
+/// browsers), inputs below this many bytes are hashed in wasm instead: the Promise round
+/// trip costs more than hashing them. Measured in headless Chromium through the check's
+/// own path: sha2 in wasm 4.5-10 us at 1 KiB vs WebCrypto 10-18 us, even at 2 KiB, and
+/// WebCrypto ahead from 4 KiB (10-23 us vs 14-34 us; docs/decisions.md, "Host SHA-256").
+/// A host with a synchronous hash (node:crypto) is used at every size.
+pub const HOST_SHA256_ASYNC_MIN_BYTES: usize = 4 * 1024;
 
 /// Which transport carries a request on wasm32 (natively there is one, and this is
 /// ignored). The base platform routes on it, below the middleware chain, so middleware
@@ -237,16 +244,26 @@ pub trait Platform {
         let _ = path;
         unsupported("removing local files")
     }
-    /// Lowercase hex SHA-256. Hosts with native crypto (WebCrypto, node:crypto) override
-    /// this: it is about 5x faster than SHA-256 compiled to wasm, and output checks hash
-    /// every byte a job produced.
+    /// SHA-256 of `bytes`: the hash every verification uses (IPFS blocks against their
+    /// CIDs, job outputs against their signed hashes). Hosts with native crypto override
+    /// it (src/platform/js.rs: node:crypto synchronously at every size, WebCrypto in
+    /// browsers from [`HOST_SHA256_ASYNC_MIN_BYTES`]): SHA-256 compiled to wasm runs at
+    /// about 0.15x of them. The returned future never borrows `bytes`: an override reads
+    /// them before it returns. Fails only when the host's hash failed (never a digest
+    /// that was not computed).
+    fn sha256(&self, bytes: &[u8]) -> LocalFuture<'_, Result<[u8; 32]>> {
+        let d = crate::proof::sha256(bytes);
+        Box::pin(async move { Ok(d) })
+    }
+    /// Lowercase hex of [`Platform::sha256`]; an empty string if the host's hash failed,
+    /// which equals no digest, so a check comparing it fails closed.
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
-        let h = crate::proof::sha256_hex(bytes);
-        Box::pin(async move { h })
+        let f = self.sha256(bytes);
+        Box::pin(async move { f.await.map(|d| crate::proof::recipe::hex(&d)).unwrap_or_default() })
     }
     /// Gzip the concatenation of `parts` (a job's tar: headers between the files' own
     /// bytes) at [`crate::job::archive::GZIP_LEVEL`]. Hosts with native compression
-    /// (node:zlib, `CompressionStream`) override this: zlib runs at about 2.5x
+    /// (node:zlib) override this: zlib runs at about 2.5x
     /// miniz_oxide compiled to wasm. An override reads `parts` before it returns (the
     /// future does not borrow them). Any level or implementation will do: the worker
     /// inflates standard gzip, and no hash covers the compressed bytes (the job hash

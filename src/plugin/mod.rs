@@ -272,6 +272,9 @@ impl Platform for MiddlewarePlatform {
     fn write_file(&self, path: &str, bytes: &[u8]) -> LocalFuture<'_, Result<()>> {
         self.base.write_file(path, bytes)
     }
+    fn sha256(&self, bytes: &[u8]) -> LocalFuture<'_, Result<[u8; 32]>> {
+        self.base.sha256(bytes)
+    }
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
         self.base.sha256_hex(bytes)
     }

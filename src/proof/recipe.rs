@@ -5,7 +5,13 @@ use std::collections::BTreeMap;
 
 /// Lowercase hex of SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    hex(&sha256(bytes))
+}
+
+/// SHA-256 digest, computed here (Rust's sha2; in wasm, the fallback of
+/// [`crate::platform::Platform::sha256`]).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

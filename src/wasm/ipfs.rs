@@ -123,8 +123,40 @@ impl Ipfs {
         let core = self.core.clone();
         let l = limits(&options.unwrap_or(JsValue::UNDEFINED), "cat() options");
         future_to_promise(async move {
-            let bytes = core.cat(&cid_or_url, l?).await.map_err(err)?;
-            Ok(Uint8Array::from(&bytes[..]).into())
+            // Verified pieces (slices of the fetched blocks) copied once, straight into
+            // the JS array: the file is never assembled in wasm memory.
+            let parts = core.cat_parts(&cid_or_url, l?).await.map_err(err)?;
+            let total: usize = parts.iter().map(|p| p.len()).sum();
+            let out = Uint8Array::new_with_length(total as u32);
+            let mut at = 0u32;
+            for p in &parts {
+                let n = p.len() as u32;
+                out.subarray(at, at + n).copy_from(p);
+                at += n;
+            }
+            Ok(out.into())
+        })
+    }
+
+    /// Benchmark hook of bench/goals.mjs (issue 14, row 4); not API. Runs the hash a
+    /// result check runs on its outputs (`gpu::sha256_for_proof`, the call
+    /// `execution.rs` makes, with the client's platform) `iters` times over `bytes`,
+    /// copied once into wasm memory beforehand as downloaded outputs are; resolves with
+    /// `[hex digest, mean ms per run]`, timed with the host's clock around the loop.
+    #[wasm_bindgen(js_name = __verificationHashBench, skip_typescript)]
+    pub fn verification_hash_bench(&self, bytes: &[u8], iters: u32) -> Promise {
+        let platform = self.core.platform().clone();
+        let buf: std::rc::Rc<[u8]> = bytes.into();
+        let iters = iters.max(1);
+        future_to_promise(async move {
+            let t0 = platform.now_ms();
+            let mut last = String::new();
+            for _ in 0..iters {
+                let (h, _) = crate::gpu::sha256_for_proof(platform.as_ref(), std::slice::from_ref(&buf)).await;
+                last = h.into_iter().next().unwrap_or_default();
+            }
+            let ms = (platform.now_ms() - t0) / iters as f64;
+            Ok(js_sys::Array::of2(&JsValue::from_str(&last), &JsValue::from_f64(ms)).into())
         })
     }
 

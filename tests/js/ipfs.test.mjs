@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Sandrun, SandrunError } from '@sandrun/wasm';
 import { startDevnet, acceptedJobs, rejectsWith } from './support.mjs';
+// The host the package installed (same module instance): its native hash is wrapped below.
+import { nodeHost } from '../../pkg/host-node.js';
 
 let net; // honest IPFS node + 1 worker
 let bad; // --ipfs-fault tamper + 1 worker
@@ -98,6 +100,44 @@ test('a gateway that serves wrong bytes is refused: nothing returned, no job sub
   const job = client.job().code('import os\nprint(open(os.environ["DATASET_URL"], "rb").read()[:10])').environment({ DATASET_URL: `ipfs://${cid}` });
   await rejectsWith(job.submit(), 'VERIFICATION_FAILED', SandrunError);
   assert.equal(await acceptedJobs(bad.workers[0].url), 0, 'a job was submitted with unverified data');
+});
+
+/** Run `f` with the host's native SHA-256 (`sha256Sync`) wrapped: returns what it saw. */
+async function withHostHash(wrap, f) {
+  const original = nodeHost.sha256Sync;
+  assert.equal(typeof original, 'function', 'the Node host offers a synchronous native SHA-256');
+  const seen = { calls: 0, bytes: 0 };
+  nodeHost.sha256Sync = (b) => { seen.calls++; seen.bytes += b.length; return wrap(original, b); };
+  try { await f(); } finally { nodeHost.sha256Sync = original; }
+  return seen;
+}
+
+test('blocks are checked with the host\'s native SHA-256, and a tampered gateway is still refused on that path', async () => {
+  const bytes = noise(2 * 1024 * 1024 + 5, 9);
+  const cid = await sandrun.ipfs().add(bytes);
+  // Honest gateway: every block (9 leaves and the root) went through node:crypto.
+  let got;
+  const honest = await withHostHash((h, b) => h(b), async () => { got = await sandrun.ipfs().cat(cid); });
+  assert.deepEqual(got, bytes);
+  assert.ok(honest.calls >= 10 && honest.bytes >= bytes.length, `host hash saw ${honest.calls} calls, ${honest.bytes} bytes`);
+  // Tampering gateway (devnet --ipfs-fault tamper): refused, nothing returned, on the same path.
+  const client = Sandrun.create({ ipfsGateway: bad.ipfs.gateway, ipfsApi: bad.ipfs.api });
+  const badCid = await client.ipfs().add(bytes);
+  const tampered = await withHostHash((h, b) => h(b), async () => {
+    const e = await rejectsWith(client.ipfs().cat(badCid), 'VERIFICATION_FAILED', SandrunError);
+    assert.match(e.message, /hash to sha2-256 [0-9a-f]{64}, the CID names [0-9a-f]{64}/);
+  });
+  assert.ok(tampered.calls >= 1, 'the tampered block was hashed by the host');
+  // The host's digest decides: a host hash that answers wrong digests (a test double for
+  // a broken host) fails even an honest gateway's bytes, so the check is not bypassed.
+  await withHostHash((h, b) => { const d = h(b); return (d[0] === '0' ? '1' : '0') + d.slice(1); }, async () => {
+    await rejectsWith(sandrun.ipfs().cat(cid), 'VERIFICATION_FAILED', SandrunError);
+  });
+  // A host hash that answers no digest at all is replaced by sha2 in wasm: still checked.
+  await withHostHash(() => 'not a digest', async () => {
+    assert.deepEqual(await sandrun.ipfs().cat(cid), bytes);
+    await rejectsWith(client.ipfs().cat(badCid), 'VERIFICATION_FAILED', SandrunError);
+  });
 });
 
 test('a node that answers another CID than the bytes make is caught', async () => {
