@@ -519,9 +519,12 @@ pub async fn prepare(spec: &JobSpec, platform: &dyn Platform, config: &SandrunCo
 /// the entrypoint, the environment and the sha256 of every other input file, so that
 /// the job hash (which covers only the entrypoint's bytes) commits to all of it.
 fn launcher(interpreter: &str, entry: &str, env: &BTreeMap<String, String>, hashes: &BTreeMap<String, String>) -> (String, String) {
-    // A JSON string literal is also a valid Python and JavaScript string literal.
+    // A JSON string literal is also a valid Python and JavaScript string literal, and a
+    // JSON object of strings a valid Python dict display: the Python launcher embeds `spec`
+    // as code, so it need not import json (nor hashlib, whose OpenSSL import costs a few
+    // ms per job: Python's builtin SHA-256 module is tried first).
     let spec = json!({ "entrypoint": entry, "env": env, "files": hashes, "stdout": STDOUT_FILE }).to_string();
-    let literal = Value::String(spec).to_string();
+    let literal = Value::String(spec.clone()).to_string();
     match interpreter {
         "node" => (
             "_sandrun_run.cjs".into(),
@@ -571,12 +574,19 @@ check() { command -v sha256sum >/dev/null || return 0; [ \"$(sha256sum < \"$1\" 
             format!(
                 r#"# Written by @sandrun/wasm: checks the job's files against the hashes it was submitted with,
 # sets its environment, runs its entrypoint and tees stdout into a file the worker signs.
-import hashlib, io, json, os, runpy, sys
-spec = json.loads({literal})
+import io, os, runpy, sys
+try:
+    from _sha2 import sha256
+except ImportError:
+    try:
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
+spec = {spec}
 here = os.path.dirname(os.path.abspath(__file__))
 for p, digest in spec['files'].items():
     with open(os.path.join(here, p), 'rb') as f:
-        if hashlib.sha256(f.read()).hexdigest() != digest:
+        if sha256(f.read()).hexdigest() != digest:
             sys.stderr.write('sandrun launcher: %s differs from the file that was submitted\n' % p)
             sys.exit({LAUNCHER_MISMATCH_EXIT})
 os.environ.update(spec['env'])
@@ -712,6 +722,29 @@ mod tests {
             assert_eq!(out.status.code(), Some(LAUNCHER_MISMATCH_EXIT as i32), "{interp}: a changed input file still ran");
             std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    /// The Python launcher embeds its spec as a dict display: values that would break out
+    /// of a string literal (quotes, backslashes, newlines, braces) arrive unchanged.
+    #[test]
+    fn python_launcher_spec_survives_hostile_values() {
+        let hostile = "a\"b'c\\d\n\"\"\"e{}\té\u{2028}$(x)";
+        let j = JobBuilder::new()
+            .code("import os, sys\nsys.stdout.write(os.environ['B'])\n")
+            .unwrap()
+            .environment([("B".into(), hostile.into())].into())
+            .unwrap();
+        let p = prepared(&j, true);
+        let dir = std::env::temp_dir().join(format!("sandrun-launcher-hostile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (path, bytes) in &p.files {
+            std::fs::write(dir.join(path), bytes).unwrap();
+        }
+        let out = std::process::Command::new("python3").arg(&p.entrypoint).current_dir(&dir).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), hostile);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The upload is packed once per prepared job (every replica and retry sends the
