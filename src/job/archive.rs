@@ -2,7 +2,7 @@
 //! anything that would land outside the target (absolute paths, `..`, links).
 
 use crate::error::{Error, ErrorCode, Result};
-use flate2::{read::GzDecoder, write::GzEncoder, Compression};
+use flate2::read::GzDecoder;
 use std::io::Read;
 
 /// Largest archive we unpack (bytes after decompression), against zip bombs.
@@ -12,9 +12,8 @@ const PREALLOCATE_BYTES: u64 = 64 * 1024;
 /// Most bytes accepted after the tar's end-of-archive marker (GNU tar pads to 10 KiB).
 const MAX_TRAILING_BYTES: u64 = 1024 * 1024;
 
-/// The gzip level every packer uses: 1, the fastest. The worker inflates any level
-/// alike (standard gzip); level 6 would save about 8% of the upload at about 3x the time.
-pub const GZIP_LEVEL: u32 = 1;
+// The Rust compressor lives below the platform seam, which falls back to it.
+pub use crate::platform::gzip::{gzip_parts, GZIP_LEVEL};
 
 /// The pieces of a deterministic tar, in order: header blocks and padding the packer
 /// wrote (owned, small) between the files' own bytes (borrowed, never copied here). A
@@ -58,19 +57,6 @@ pub fn tar_parts<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Re
     }
     parts.push(Cow::Owned(tar.into_inner().map_err(fail("cannot finish the job archive".into()))?));
     Ok(parts)
-}
-
-/// Gzip the concatenation of `parts` at [`GZIP_LEVEL`] in Rust (flate2 + miniz_oxide):
-/// the path of hosts without native compression, and natively.
-pub fn gzip_parts(parts: &[&[u8]]) -> Result<Vec<u8>> {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    let fail = |e: std::io::Error| Error::new(ErrorCode::Io, "cannot compress the job archive").with_cause(e.to_string());
-    // Level 1 output of compressible input is far smaller; reserve a fraction.
-    let mut enc = GzEncoder::new(Vec::with_capacity(total / 4 + 64), Compression::new(GZIP_LEVEL));
-    for p in parts {
-        std::io::Write::write_all(&mut enc, p).map_err(fail)?;
-    }
-    enc.finish().map_err(fail)
 }
 
 /// Check what a compressor returned for `input_len` bytes: a gzip member (magic, deflate)
@@ -172,6 +158,7 @@ pub fn unpack_tar_gz(bytes: &[u8], strip_common_root: bool) -> Result<Vec<(Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flate2::{write::GzEncoder, Compression};
 
     #[test]
     fn round_trip_is_deterministic() {

@@ -298,7 +298,7 @@ impl Platform for JsPlatform {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let native = total >= HOST_GZIP_MIN_BYTES && prop(&self.host, "gzip").is_function();
         if !native {
-            let r = crate::job::archive::gzip_parts(parts);
+            let r = super::gzip::gzip_parts(parts);
             return Box::pin(async move { r });
         }
         // The tar is laid out once, straight into a JS buffer the host owns: the files'
@@ -312,13 +312,13 @@ impl Platform for JsPlatform {
             buf.subarray(at, end).copy_from(p);
             at = end;
         }
-        let p = self.host.gzip(&buf, crate::job::archive::GZIP_LEVEL as f64);
+        let p = self.host.gzip(&buf, super::gzip::GZIP_LEVEL as f64);
         Box::pin(async move {
             // Whatever the host says went wrong, nothing was sent: IO, never NETWORK.
             let v = await_promise(p, "cannot compress the job archive").await.map_err(|e| Error { code: ErrorCode::Io, ..e })?;
             if v.is_null() || v.is_undefined() {
                 // The host has a gzip but declined this time.
-                return crate::job::archive::gzip_parts(&[&buf.to_vec()]);
+                return super::gzip::gzip_parts(&[&buf.to_vec()]);
             }
             Ok(Uint8Array::new(&v).to_vec())
         })

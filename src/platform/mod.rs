@@ -11,6 +11,7 @@ use crate::error::{Error, ErrorCode, Result};
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod gzip;
 pub mod target;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
@@ -262,14 +263,14 @@ pub trait Platform {
         Box::pin(async move { f.await.map(|d| crate::proof::recipe::hex(&d)).unwrap_or_default() })
     }
     /// Gzip the concatenation of `parts` (a job's tar: headers between the files' own
-    /// bytes) at [`crate::job::archive::GZIP_LEVEL`]. Hosts with native compression
+    /// bytes) at [`gzip::GZIP_LEVEL`]. Hosts with native compression
     /// (node:zlib) override this: zlib runs at about 2.5x
     /// miniz_oxide compiled to wasm. An override reads `parts` before it returns (the
     /// future does not borrow them). Any level or implementation will do: the worker
     /// inflates standard gzip, and no hash covers the compressed bytes (the job hash
     /// covers the files).
     fn gzip(&self, parts: &[&[u8]]) -> LocalFuture<'_, Result<Vec<u8>>> {
-        let r = crate::job::archive::gzip_parts(parts);
+        let r = gzip::gzip_parts(parts);
         Box::pin(async move { r })
     }
 }
