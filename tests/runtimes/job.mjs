@@ -29,7 +29,9 @@ const s = Sandrun.create({ apiEndpoint: good0 });
 
 // 2. 2-of-3 with a lying worker
 {
-  const pool = await s.pool().nodes([good0, good1, liar]).consensus('2-of-3').join();
+  // The liar is among the two replicas lazy replication starts first, so its failed check
+  // starts the third and it is named.
+  const pool = await s.pool().nodes([good0, liar, good1]).consensus('2-of-3').join();
   const r = await (await s.job().code('open("out.txt","w").write("42")\nprint("agreed")').with(pool).submit()).wait();
   report.consensus = { stdout: r.stdout, reached: r.proof.consensus.reached, agreeing: r.proof.consensus.agreeing.length, dissenting: r.proof.consensus.dissenting.length };
 }
