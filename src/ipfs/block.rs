@@ -56,10 +56,6 @@ pub fn mismatch(cid: &Cid, why: &str) -> Error {
     .with_details(serde_json::json!({"cid": cid.to_string(), "reason": why}))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    crate::proof::recipe::hex(bytes)
-}
-
 /// Check `bytes` against `cid`: supported CID, size within the limit, and the SHA2-256
 /// digest equal to the one the CID names.
 pub async fn verify(platform: &dyn Platform, cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<()> {
@@ -70,7 +66,7 @@ pub async fn verify(platform: &dyn Platform, cid: &Cid, bytes: &[u8], limits: &L
     let got = platform.sha256(bytes).await?;
     let want = cid.hash().digest();
     if got[..] != want[..] {
-        return Err(mismatch(cid, &format!("its bytes hash to sha2-256 {}, the CID names {}", hex(&got), hex(want))));
+        return Err(mismatch(cid, &format!("its bytes hash to sha2-256 {}, the CID names {}", crate::proof::recipe::hex(&got), crate::proof::recipe::hex(want))));
     }
     Ok(())
 }

@@ -218,7 +218,7 @@ async fn send_to_file(req: HttpRequest, path: Option<String>) -> Result<FileResp
             f.flush().await.map_err(|e| Error::new(ErrorCode::Io, "cannot write a downloaded file").with_cause(e.to_string()))?;
             f.sync_all().await.ok();
         }
-        Ok(FileResponse { status: parsed.status, headers: parsed.headers, size, sha256: if ok { hex(&hasher.finalize()) } else { String::new() }, error_body })
+        Ok(FileResponse { status: parsed.status, headers: parsed.headers, size, sha256: if ok { crate::proof::recipe::hex(&hasher.finalize()) } else { String::new() }, error_body })
     };
     let out = match tokio::time::timeout(Duration::from_millis(req.deadline_ms()), io).await {
         Ok(r) => r,
@@ -231,10 +231,6 @@ async fn send_to_file(req: HttpRequest, path: Option<String>) -> Result<FileResp
         }
     }
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `O_NOFOLLOW`: with `create_new` (O_EXCL) a symlink at the path already fails; this
@@ -619,7 +615,7 @@ mod bound_tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let body: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-        let expect = hex(&sha2::Sha256::digest(&body));
+        let expect = crate::proof::recipe::hex(&sha2::Sha256::digest(&body));
         run(local.run_until(async {
             let b = body.clone();
             let url = double(move |mut s| async move {
