@@ -126,15 +126,7 @@ impl Ipfs {
             // Verified pieces (slices of the fetched blocks) copied once, straight into
             // the JS array: the file is never assembled in wasm memory.
             let parts = core.cat_parts(&cid_or_url, l?).await.map_err(err)?;
-            let total: usize = parts.iter().map(|p| p.len()).sum();
-            let out = Uint8Array::new_with_length(total as u32);
-            let mut at = 0u32;
-            for p in &parts {
-                let n = p.len() as u32;
-                out.subarray(at, at + n).copy_from(p);
-                at += n;
-            }
-            Ok(out.into())
+            Ok(crate::platform::js::concat_to_js(parts.iter().map(|p| &p[..])).into())
         })
     }
 
