@@ -524,7 +524,6 @@ fn launcher(interpreter: &str, entry: &str, env: &BTreeMap<String, String>, hash
     // as code, so it need not import json (nor hashlib, whose OpenSSL import costs a few
     // ms per job: Python's builtin SHA-256 module is tried first).
     let spec = json!({ "entrypoint": entry, "env": env, "files": hashes, "stdout": STDOUT_FILE }).to_string();
-    let literal = Value::String(spec.clone()).to_string();
     match interpreter {
         "node" => (
             "_sandrun_run.cjs".into(),
@@ -548,7 +547,8 @@ process.stdout.write = (chunk, encoding, cb) => {{\n\
 }};\n\
 const entry = path.join(__dirname, spec.entrypoint);\n\
 process.argv[1] = entry;\n\
-import(url.pathToFileURL(entry).href).catch((e) => {{ console.error(e); process.exit(1); }});\n"
+import(url.pathToFileURL(entry).href).catch((e) => {{ console.error(e); process.exit(1); }});\n",
+                literal = Value::String(spec).to_string()
             ),
         ),
         "bash" | "sh" => {
@@ -707,12 +707,7 @@ mod tests {
                 .file("data.bin", vec![1, 2, 3])
                 .unwrap();
             let p = prepared(&j, true);
-            let dir = std::env::temp_dir().join(format!("sandrun-launcher-{interp}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            for (path, bytes) in &p.files {
-                std::fs::write(dir.join(path), bytes).unwrap();
-            }
+            let dir = job_dir(&p, interp);
             let out = std::process::Command::new(interp).arg(&p.entrypoint).args(&p.args).current_dir(&dir).output().unwrap();
             assert_eq!(out.status.code(), Some(3), "{interp}: {}", String::from_utf8_lossy(&out.stderr));
             assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{interp}");
@@ -722,6 +717,17 @@ mod tests {
             assert_eq!(out.status.code(), Some(LAUNCHER_MISMATCH_EXIT as i32), "{interp}: a changed input file still ran");
             std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    /// A fresh directory holding `p`'s files, as a worker lays them out.
+    fn job_dir(p: &PreparedJob, name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sandrun-launcher-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (path, bytes) in &p.files {
+            std::fs::write(dir.join(path), bytes).unwrap();
+        }
+        dir
     }
 
     /// The Python launcher embeds its spec as a dict display: values that would break out
@@ -735,12 +741,7 @@ mod tests {
             .environment([("B".into(), hostile.into())].into())
             .unwrap();
         let p = prepared(&j, true);
-        let dir = std::env::temp_dir().join(format!("sandrun-launcher-hostile-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for (path, bytes) in &p.files {
-            std::fs::write(dir.join(path), bytes).unwrap();
-        }
+        let dir = job_dir(&p, "hostile");
         let out = std::process::Command::new("python3").arg(&p.entrypoint).current_dir(&dir).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8(out.stdout).unwrap(), hostile);

@@ -98,11 +98,17 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn heartbeats_polls_counts_errors_and_stops() {
+/// A client whose worker (`http://w:1`) and registry (`http://reg:2`) are the test double.
+fn fake_client() -> (Rc<Fake>, Sandrun) {
     let fake = Rc::new(Fake::default());
     let config = SandrunConfig { api_endpoint: Some("http://w:1".into()), registry_endpoint: Some("http://reg:2".into()), ..Default::default() };
     let client = Sandrun::new(config, fake.clone()).unwrap();
+    (fake, client)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn heartbeats_polls_counts_errors_and_stops() {
+    let (fake, client) = fake_client();
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
@@ -156,9 +162,7 @@ async fn heartbeats_polls_counts_errors_and_stops() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_payout_whose_signature_does_not_verify_is_not_registered() {
     use base64::Engine;
-    let fake = Rc::new(Fake::default());
-    let config = SandrunConfig { api_endpoint: Some("http://w:1".into()), registry_endpoint: Some("http://reg:2".into()), ..Default::default() };
-    let client = Sandrun::new(config, fake.clone()).unwrap();
+    let (fake, client) = fake_client();
     let sig = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
     let spec = NodeBuilder::new().payout("0x00000000000000000000000000000000000000aB", &PayoutBinding { chain_id: 31337, signature: sig }).unwrap();
     let e = register(&client, spec.spec()).await.err().expect("refused");
@@ -169,9 +173,7 @@ async fn a_payout_whose_signature_does_not_verify_is_not_registered() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn registers_again_when_the_registry_forgets_it() {
-    let fake = Rc::new(Fake::default());
-    let config = SandrunConfig { api_endpoint: Some("http://w:1".into()), registry_endpoint: Some("http://reg:2".into()), ..Default::default() };
-    let client = Sandrun::new(config, fake.clone()).unwrap();
+    let (fake, client) = fake_client();
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
