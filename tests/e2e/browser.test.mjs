@@ -19,7 +19,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDevnet as startSharedDevnet, setFault, forwardingProxy } from '../js/support.mjs';
+import { startDevnet as startSharedDevnet, setFault, forwardingProxy, noise, noiseSrc, nodeAdd } from '../js/support.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PKG = path.resolve(process.env.SANDRUN_E2E_PKG ?? path.join(ROOT, 'pkg'));
@@ -672,22 +672,6 @@ test('WebGPU in Chromium (SwiftShader): gpu() loads the GPU module on first use;
 });
 
 // The same bytes in the page and here: xorshift, no period (every 256 KiB chunk differs).
-const noiseSrc = `(n, seed) => { const o = new Uint8Array(n); let x = seed >>> 0 || 1; for (let i = 0; i < n; i++) { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; o[i] = x & 255; } return o; }`;
-const noise = (0, eval)(noiseSrc);
-
-/** The node's own answer for `files` (Kubo RPC from Node, no SDK involved). */
-async function nodeAdd(api, files, query) {
-  const form = new FormData();
-  const dirs = new Set();
-  for (const p of Object.keys(files)) {
-    const parts = p.split('/');
-    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
-  }
-  for (const d of [...dirs].sort()) form.append('file', new Blob([], { type: 'application/x-directory' }), encodeURIComponent(d));
-  for (const [p, b] of Object.entries(files)) form.append('file', new Blob([b]), encodeURIComponent(p));
-  const res = await fetch(`${api}/api/v0/add?${query}`, { method: 'POST', body: form });
-  return (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
-}
 
 test('IPFS in the browser: a 5 MiB file and a directory round trip with the node\'s CIDs; a job reads an ipfs:// dataset and publishes', { timeout: 60_000 }, async () => {
   const r = await okInPage(

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Sandrun, SandrunError } from '@sandrun/wasm';
-import { startDevnet, acceptedJobs, rejectsWith } from './support.mjs';
+import { startDevnet, acceptedJobs, rejectsWith, noise, nodeAdd } from './support.mjs';
 // The host the package installed (same module instance): its native hash is wrapped below.
 import { nodeHost } from '../../pkg/host-node.js';
 
@@ -25,33 +25,6 @@ before(async () => {
 });
 after(async () => Promise.all([net, bad, liar].map((n) => n && n.stop())));
 
-/** Bytes without a period, so every 256 KiB chunk differs. */
-function noise(n, seed = 1) {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    out[i] = x & 255;
-  }
-  return out;
-}
-
-/** What the node itself answers for these files (Kubo RPC, no SDK involved). */
-async function nodeAdd(api, files, query) {
-  const form = new FormData();
-  const dirs = new Set();
-  for (const p of Object.keys(files)) {
-    const parts = p.split('/');
-    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
-  }
-  for (const d of [...dirs].sort()) form.append('file', new Blob([], { type: 'application/x-directory' }), encodeURIComponent(d));
-  for (const [p, b] of Object.entries(files)) form.append('file', new Blob([b]), encodeURIComponent(p));
-  const res = await fetch(`${api}/api/v0/add?${query}`, { method: 'POST', body: form });
-  assert.equal(res.status, 200);
-  return (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
-}
 
 test('a 6 MiB file: add() answers the node\'s own CID (v0 and v1), cat() returns the verified bytes', async () => {
   const ipfs = sandrun.ipfs();

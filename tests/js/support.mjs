@@ -130,3 +130,23 @@ export async function waitFor(what, cond, { timeoutMs = 30_000, everyMs = 20, de
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** Bytes without a period (xorshift32), so every 256 KiB IPFS chunk differs; also as
+ * source, for pages to build the same bytes. */
+export const noiseSrc = `(n, seed = 1) => { const o = new Uint8Array(n); let x = seed >>> 0 || 1; for (let i = 0; i < n; i++) { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; o[i] = x & 255; } return o; }`;
+export const noise = (0, eval)(noiseSrc);
+
+/** What the IPFS node itself answers for `files` (Kubo RPC from Node, no SDK involved). */
+export async function nodeAdd(api, files, query) {
+  const form = new FormData();
+  const dirs = new Set();
+  for (const p of Object.keys(files)) {
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+  }
+  for (const d of [...dirs].sort()) form.append('file', new Blob([], { type: 'application/x-directory' }), encodeURIComponent(d));
+  for (const [p, b] of Object.entries(files)) form.append('file', new Blob([b]), encodeURIComponent(p));
+  const res = await fetch(`${api}/api/v0/add?${query}`, { method: 'POST', body: form });
+  if (res.status !== 200) throw new Error(`the IPFS node answered HTTP ${res.status} to add: ${await res.text()}`);
+  return (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
+}
