@@ -17,42 +17,23 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import zlib from 'node:zlib';
 import { breakdown, cargoWasmPath } from './wasm-crates.mjs';
 import { markdown } from './goals-markdown.mjs';
+import { root, pkgDir, entry, wasmPath, flag, now, median, needPackage } from './common.mjs';
 
-const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const pkgDir = path.join(root, 'pkg');
-const entry = path.join(pkgDir, 'index.node.js');
-const wasmPath = path.join(pkgDir, 'sandrun_wasm_bg.wasm');
-const args = process.argv.slice(2);
-const flag = (name, dflt) => {
-  const i = args.indexOf(name);
-  if (i < 0) return dflt;
-  const v = args[i + 1];
-  return v === undefined || v.startsWith('--') ? true : v;
-};
 const jsonOut = flag('--json', null);
 const only = flag('--rows', null);
 const SAMPLES = Number(flag('--samples', 8));
 const want = (n) => !only || String(only).split(',').map(Number).includes(n);
 const log = (...a) => console.error('[goals]', ...a);
-const now = () => performance.now();
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const KiB = (n) => n / 1024;
 const gz = (bytes) => zlib.gzipSync(bytes, { level: 9 }).length;
 const r1 = (x) => Math.round(x * 10) / 10;
 const r2 = (x) => Math.round(x * 100) / 100;
 
-if (!existsSync(entry) || !existsSync(wasmPath)) {
-  console.error(`bench/goals.mjs: ${entry} is missing; run \`node scripts/build.mjs\` first`);
-  process.exit(1);
-}
+needPackage('bench/goals.mjs');
 // Resolve python3 through any shim (pyenv) once, as bench/devnet.sh does: the devnet's
 // workers spawn python3 for every job.
 try {

@@ -14,35 +14,17 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import zlib from 'node:zlib';
+import { root, pkgDir, entry, wasmPath, flag, now, median, needPackage } from './common.mjs';
 
-const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const pkgDir = path.join(root, 'pkg');
-const entry = path.join(pkgDir, 'index.node.js');
-const wasmPath = path.join(pkgDir, 'sandrun_wasm_bg.wasm');
-
-const args = process.argv.slice(2);
-const flag = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
 const SAMPLES = Number(flag('--samples', 15));
 const INIT_SAMPLES = Number(flag('--init-samples', 15));
 const PACK_SAMPLES = 5;
 const PACK_BYTES = 16 * 1024 * 1024;
 
-if (!existsSync(entry) || !existsSync(wasmPath)) {
-  console.error(`bench/sdk.mjs: ${entry} is missing; run \`node scripts/build.mjs\` first`);
-  process.exit(1);
-}
+needPackage('bench/sdk.mjs');
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('[sdk bench]', ...a);
 
