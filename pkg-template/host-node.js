@@ -257,17 +257,16 @@ function sha256Sync(bytes) {
 
 const io = (what, p) => p.catch((e) => { throw hostFailure('io', `${what}: ${e.message}`); });
 
-// node:zlib is loaded on the first archive to compress, not at import: most processes
-// that import the SDK never pack a large job, and cold start should not pay for it.
-let zlibModule;
+// node:zlib is loaded on the first archive to compress, like the modules above.
+const nodeZlib = builtin('node:zlib');
 /** Gzip `bytes` (the host's to keep) at `level` with node:zlib, on libuv's threadpool. */
 async function gzip(bytes, level) {
   let zlib;
-  try { zlib = await (zlibModule ??= import('node:zlib')); } catch (e) { throw hostFailure('io', `node:zlib: ${e.message}`); }
+  try { zlib = nodeZlib(); } catch (e) { throw hostFailure('io', `node:zlib: ${e.message}`); }
   return new Promise((resolve, reject) => {
-    // Asynchronous: the event loop stays free while a large job packs, and on this
-    // input it measured no slower than gzipSync (bench/goals.mjs row 3). Output chunks of
-    // 64 KiB rather than 16 KiB: fewer round trips to the threadpool.
+    // Asynchronous: the event loop stays free while a large job packs, for about 5-8%
+    // less speed than gzipSync on 16 MiB (bench/goals.mjs row 3). Output chunks of 64 KiB rather
+    // than 16 KiB: fewer round trips to the threadpool.
     zlib.gzip(bytes, { level, chunkSize: 64 << 10 }, (e, out) => {
       if (e) reject(hostFailure('io', `node:zlib: ${e.message}`));
       else resolve(new Uint8Array(out.buffer, out.byteOffset, out.length));
