@@ -14,6 +14,7 @@ rmSync(pkg, { recursive: true, force: true });
 mkdirSync(pkg);
 run('wasm-bindgen', [join(target, 'wasm32-unknown-unknown/wasm/sandrun_wasm.wasm'), '--target', 'web', '--out-dir', pkg, '--out-name', 'sandrun_wasm']);
 const wasm = join(pkg, 'sandrun_wasm_bg.wasm');
+guardArguments(join(pkg, 'sandrun_wasm.js'));
 const wasmOpt = join(root, 'node_modules/.bin/wasm-opt');
 if (existsSync(wasmOpt) && !process.env.SANDRUN_NO_WASM_OPT) {
   run(wasmOpt, ['-Oz', '--enable-bulk-memory', '--enable-nontrapping-float-to-int', '--enable-sign-ext', '--enable-mutable-globals', '--enable-reference-types', '--enable-multivalue', wasm, '-o', wasm]);
@@ -152,3 +153,30 @@ mkdirSync(join(root, 'node_modules/@sandrun'), { recursive: true });
 rmSync(join(root, 'node_modules/@sandrun/wasm'), { recursive: true, force: true });
 symlinkSync('../../pkg', join(root, 'node_modules/@sandrun/wasm'), 'dir');
 console.log(`built ${pkg}: ${values.size} classes/functions, ${types.size} types`);
+
+/**
+ * wasm-bindgen's glue copies string and byte arguments into wasm memory without looking at
+ * their type: `pool().consensus(5)` trapped ("memory access out of bounds") and
+ * `consensus(undefined)` threw a TypeError from inside the glue. One check in the two copy
+ * functions every such parameter goes through makes all of them a typed INVALID_ARGUMENT
+ * at the call, rather than a check in each of the facade's methods.
+ */
+function guardArguments(file) {
+  let g = readFileSync(file, 'utf8');
+  const guards = [
+    ['function passStringToWasm0(arg, malloc, realloc) {\n', "typeof arg !== 'string'", 'a string'],
+    ['function passArray8ToWasm0(arg, malloc) {\n', '!(ArrayBuffer.isView(arg) || Array.isArray(arg))', 'a Uint8Array'],
+  ];
+  for (const [head, bad, want] of guards) {
+    if (!g.includes(head)) throw new Error(`build: wasm-bindgen's glue has no \`${head.trim()}\` to guard; check the wasm-bindgen version`);
+    g = g.replace(head, `${head}    if (${bad}) throw __sandrunBadArgument(arg, '${want}');\n`);
+  }
+  // After the leading `/* @ts-self-types=... */` line, which Deno reads first.
+  g = g.replace(/^(\/\*[^\n]*\*\/\n)?/, `$1import { makeError as __sandrunMakeError } from './errors.js';
+function __sandrunBadArgument(arg, want) {
+    const got = arg == null ? String(arg) : Array.isArray(arg) ? 'an array' : typeof arg === 'object' ? \`an object (\${arg.constructor?.name ?? 'no prototype'})\` : \`\${typeof arg} \${String(arg).slice(0, 40)}\`;
+    return __sandrunMakeError('INVALID_ARGUMENT', \`\${want} argument was expected, got \${got}: see this error's stack for the call\`);
+}
+`);
+  writeFileSync(file, g);
+}

@@ -224,6 +224,28 @@ test('bad input throws INVALID_ARGUMENT at the builder call', () => {
   }
 });
 
+test('a wrong type where a string or bytes go is INVALID_ARGUMENT, not a trap in the wasm glue', async () => {
+  // Before: a number trapped ("memory access out of bounds"), undefined threw a TypeError
+  // from inside the glue, and a string passed as bytes was hashed as zeros.
+  const { sha256Hex, localWallet } = await import('@sandrun/wasm');
+  const wrong = [
+    [() => sandrun.job().consensus(5), /a string argument was expected, got number 5/],
+    [() => sandrun.pool().replication(undefined), /a string argument was expected, got undefined/],
+    [() => sandrun.pool().consensus(null), /got null/],
+    [() => sandrun.job().file(7, 'x'), /got number 7/],
+    [() => sandrun.node().region({}), /got an object \(Object\)/],
+    [() => localWallet(['0x01'], 'http://127.0.0.1:1'), /got an array/],
+    [() => sha256Hex('abc'), /a Uint8Array argument was expected, got string abc/],
+    [() => sha256Hex(5), /a Uint8Array argument was expected/],
+  ];
+  for (const [f, message] of wrong) {
+    assert.throws(f, (e) => e instanceof SandrunError && e.code === 'INVALID_ARGUMENT' && message.test(e.message), f.toString());
+  }
+  // The module is unharmed: the right types still work.
+  assert.equal(sha256Hex(new TextEncoder().encode('abc')), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  assert.equal(sandrun.pool().replication('eager').constructor.name, 'PoolBuilder');
+});
+
 test('nothing is submitted for what this version or this config cannot do', async () => {
   const before = await acceptedJobs(W.main);
   await rejectsWith(sandrun.job().code('print(1)').payment('0.1', 'ETH').submit(), 'INVALID_ARGUMENT', SandrunError);
