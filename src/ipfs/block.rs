@@ -57,18 +57,88 @@ pub fn mismatch(cid: &Cid, why: &str) -> Error {
 }
 
 /// Check `bytes` against `cid`: supported CID, size within the limit, and the SHA2-256
-/// digest equal to the one the CID names.
-pub async fn verify(platform: &dyn Platform, cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<()> {
+/// digest equal to the one the CID names. `hashed`: the digest of these very bytes, if
+/// already computed ([`Prehashed`]); otherwise they are hashed here.
+pub async fn verify(platform: &dyn Platform, cid: &Cid, bytes: &[u8], hashed: Option<[u8; 32]>, limits: &Limits) -> Result<()> {
     check_supported(cid)?;
     if bytes.len() > limits.max_block_bytes {
         return Err(mismatch(cid, &format!("the block has {} bytes, more than the {} a block may have", bytes.len(), limits.max_block_bytes)));
     }
-    let got = platform.sha256(bytes).await?;
+    let got = match hashed {
+        Some(d) => d,
+        None => platform.sha256(bytes).await?,
+    };
+    check_digest(cid, &got)
+}
+
+/// Whether `got` is the digest `cid` names.
+fn check_digest(cid: &Cid, got: &[u8; 32]) -> Result<()> {
     let want = cid.hash().digest();
     if got[..] != want[..] {
-        return Err(mismatch(cid, &format!("its bytes hash to sha2-256 {}, the CID names {}", crate::proof::recipe::hex(&got), crate::proof::recipe::hex(want))));
+        return Err(mismatch(cid, &format!("its bytes hash to sha2-256 {}, the CID names {}", crate::proof::recipe::hex(got), crate::proof::recipe::hex(want))));
     }
     Ok(())
+}
+
+/// The blocks of a CAR hashed while it downloads ([`Platform::http_streamed`]), so that
+/// hashing overlaps the transfer: by the last byte only the last block is left
+/// (bench/ipfs.mjs). Digests are kept by the byte range they cover; [`read_car`] still
+/// parses the finished body, and each block it finds uses the digest of exactly its
+/// range, or is hashed then. A block whose digest is not its CID's fails the fetch at
+/// once, before the rest is downloaded. Hosts that hash only asynchronously
+/// ([`Platform::sha256_now`] `None`: WebCrypto) leave every block to after the body.
+#[derive(Default)]
+pub struct Prehashed {
+    /// Where the next unread section starts.
+    at: usize,
+    /// Past the header section.
+    header: bool,
+    /// Nothing more to hash here (a section that does not parse, or a host that cannot
+    /// hash now): the rest is left to the checks after the body.
+    done: bool,
+    digests: HashMap<(usize, usize), [u8; 32]>,
+}
+
+impl Prehashed {
+    /// Hash the blocks of `car` (the body so far) not hashed yet.
+    pub fn feed(&mut self, platform: &dyn Platform, car: &[u8], limits: &Limits) -> Result<()> {
+        while !self.done {
+            // A section not complete yet waits for more bytes; one that does not parse is
+            // reported by `read_car` once the body is complete.
+            let Ok(Some((start, end))) = section(car, self.at) else { return Ok(()) };
+            self.at = end;
+            if !std::mem::replace(&mut self.header, true) {
+                continue;
+            }
+            let mut r = &car[start..end];
+            let Ok(cid) = Cid::read_bytes(&mut r) else {
+                self.done = true;
+                return Ok(());
+            };
+            let data = (end - r.len(), end);
+            if check_supported(&cid).is_err() || data.1 - data.0 > limits.max_block_bytes {
+                continue;
+            }
+            if self.digests.len() >= limits.max_blocks {
+                return Err(too_much(limits));
+            }
+            match platform.sha256_now(&car[data.0..data.1]) {
+                Some(d) => {
+                    check_digest(&cid, &d)?;
+                    self.digests.insert(data, d);
+                }
+                None => self.done = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// The digest of `block`, a slice of `car` (the finished body the hashes were taken
+    /// of), if it was hashed while downloading.
+    pub fn digest(&self, car: &Bytes, block: &Bytes) -> Option<[u8; 32]> {
+        let start = (block.as_ptr() as usize).checked_sub(car.as_ptr() as usize)?;
+        self.digests.get(&(start, start + block.len())).copied()
+    }
 }
 
 /// Verified blocks by CID.
@@ -82,8 +152,11 @@ impl Blocks {
     /// Verify `bytes` against `cid` and keep them. Over the limits of the whole fetch
     /// (block count, bytes) fails with `MALFORMED_RESPONSE`.
     pub async fn insert(&mut self, platform: &dyn Platform, cid: Cid, bytes: impl Into<Bytes>, limits: &Limits) -> Result<()> {
-        let bytes: Bytes = bytes.into();
-        verify(platform, &cid, &bytes, limits).await?;
+        self.insert_hashed(platform, cid, bytes.into(), None, limits).await
+    }
+    /// [`Blocks::insert`] of bytes whose digest may already be known (`hashed`).
+    pub async fn insert_hashed(&mut self, platform: &dyn Platform, cid: Cid, bytes: Bytes, hashed: Option<[u8; 32]>, limits: &Limits) -> Result<()> {
+        verify(platform, &cid, &bytes, hashed, limits).await?;
         if self.map.contains_key(&cid) {
             return Ok(());
         }

@@ -298,15 +298,22 @@ pub async fn fetch<'p>(platform: &'p dyn Platform, gw: &str, url: &IpfsUrl, scop
     let cap = limits.max_fetch_bytes().saturating_add(limits.max_blocks as u64 * 100);
     let mut req = HttpRequest::get(target.clone()).timeout(limits.timeout_ms).max_bytes(cap);
     req.headers.push(("Accept".into(), "application/vnd.ipld.car".into()));
-    let resp = platform.http(req).await?;
+    // Blocks are hashed while the CAR downloads; a wrong one stops the download.
+    let mut pre = block::Prehashed::default();
+    let resp = {
+        let mut sink = |body: &[u8]| pre.feed(platform, body, &limits);
+        platform.http_streamed(req, &mut sink).await?
+    };
     let mut blocks = Blocks::default();
     match resp.status {
         200 => {
             // The body is held once: every block is a slice of it.
-            let (_roots, list) = block::read_car(bytes::Bytes::from(resp.body), &limits)?;
+            let car = bytes::Bytes::from(resp.body);
+            let (_roots, list) = block::read_car(car.clone(), &limits)?;
             // Every block is checked before any is read; one bad block fails them all.
             for (cid, bytes) in list {
-                blocks.insert(platform, cid, bytes, &limits).await?;
+                let hashed = pre.digest(&car, &bytes);
+                blocks.insert_hashed(platform, cid, bytes, hashed, &limits).await?;
             }
         }
         // A gateway without CAR support: every block is fetched raw instead.

@@ -480,3 +480,154 @@ fn car_framing_is_checked() {
     // No header at all.
     assert_eq!(block::read_car(bytes::Bytes::new(), &Limits::default()).unwrap_err().code, ErrorCode::MalformedResponse);
 }
+
+/// A gateway answering one CAR through [`Platform::http_streamed`] in chunks of `chunk`
+/// bytes, as fetch hands them over on wasm; counts the blocks hashed while streaming
+/// (`sha256_now`) and after the body (`sha256`), and how much of the body was handed to
+/// the sink. With `now` unset it hashes only "asynchronously", like WebCrypto. A test
+/// double: native code has no streamed fetch to run for real (the Node and Chromium
+/// tests run the real one).
+struct Streamed {
+    base: NativePlatform,
+    car: Vec<u8>,
+    chunk: usize,
+    now: bool,
+    now_calls: std::cell::Cell<usize>,
+    later_calls: std::cell::Cell<usize>,
+    delivered: std::cell::Cell<usize>,
+}
+
+impl Streamed {
+    fn new(car: Vec<u8>, chunk: usize, now: bool) -> Self {
+        Streamed { base: p(), car, chunk, now, now_calls: Default::default(), later_calls: Default::default(), delivered: Default::default() }
+    }
+}
+
+impl Platform for Streamed {
+    fn http(&self, _req: crate::platform::HttpRequest) -> crate::platform::LocalFuture<'_, Result<crate::platform::HttpResponse>> {
+        let body = self.car.clone();
+        Box::pin(async move { Ok(crate::platform::HttpResponse { status: 200, headers: vec![], body }) })
+    }
+    fn http_streamed<'a>(&'a self, _req: crate::platform::HttpRequest, sink: crate::platform::BodySink<'a>) -> crate::platform::LocalFuture<'a, Result<crate::platform::HttpResponse>> {
+        Box::pin(async move {
+            let mut body = Vec::new();
+            for piece in self.car.chunks(self.chunk) {
+                body.extend_from_slice(piece);
+                self.delivered.set(body.len());
+                sink(&body)?;
+            }
+            Ok(crate::platform::HttpResponse { status: 200, headers: vec![], body })
+        })
+    }
+    fn sleep(&self, ms: u64) -> crate::platform::LocalFuture<'_, ()> {
+        self.base.sleep(ms)
+    }
+    fn now_ms(&self) -> f64 {
+        self.base.now_ms()
+    }
+    fn websocket(&self, url: &str) -> crate::platform::LocalFuture<'_, Result<Option<Box<dyn crate::platform::WebSocket>>>> {
+        self.base.websocket(url)
+    }
+    fn read_file(&self, path: &str) -> crate::platform::LocalFuture<'_, Result<Vec<u8>>> {
+        self.base.read_file(path)
+    }
+    fn read_dir(&self, path: &str) -> crate::platform::LocalFuture<'_, Result<Vec<(String, bool)>>> {
+        self.base.read_dir(path)
+    }
+    fn write_file(&self, path: &str, bytes: &[u8]) -> crate::platform::LocalFuture<'_, Result<()>> {
+        self.base.write_file(path, bytes)
+    }
+    fn sha256(&self, bytes: &[u8]) -> crate::platform::LocalFuture<'_, Result<[u8; 32]>> {
+        self.later_calls.set(self.later_calls.get() + 1);
+        self.base.sha256(bytes)
+    }
+    fn sha256_now(&self, bytes: &[u8]) -> Option<[u8; 32]> {
+        if !self.now {
+            return None;
+        }
+        self.now_calls.set(self.now_calls.get() + 1);
+        self.base.sha256_now(bytes)
+    }
+}
+
+/// A CAR of a file of `n` noise bytes, its root, its block count, and the bytes.
+async fn car_of(n: usize) -> (Vec<u8>, Cid, usize, Vec<u8>) {
+    let mut dag = Dag::default();
+    let bytes = noise(n);
+    let root = dag.file(&p(), &bytes, AddOptions::new(Some(1), None).unwrap()).await;
+    let mut car = Vec::new();
+    let mut w = iroh_car::CarWriter::new(iroh_car::CarHeader::new_v1(vec![root.cid]), &mut car);
+    for (c, b) in &dag.blocks {
+        w.write(*c, b).await.unwrap();
+    }
+    w.finish().await.unwrap();
+    (car, root.cid, dag.blocks.len(), bytes)
+}
+
+#[test]
+fn blocks_are_hashed_while_the_car_streams_and_a_wrong_one_stops_it() {
+    run(async {
+        let (car, root, n, bytes) = car_of(5 * add::CHUNK_SIZE + 3).await;
+        let url = IpfsUrl::parse(&format!("ipfs://{root}")).unwrap();
+        // Whatever the chunking, every block is hashed while streaming, none after, and
+        // the file reads back whole.
+        for chunk in [1, 7, 4096, 65536, car.len()] {
+            let gw = Streamed::new(car.clone(), chunk, true);
+            let mut r = fetch(&gw, "http://gw", &url, "all", Limits::default()).await.unwrap();
+            assert_eq!(r.file(&root).await.unwrap(), bytes, "chunk {chunk}");
+            assert_eq!((gw.now_calls.get(), gw.later_calls.get()), (n, 0), "chunk {chunk}");
+        }
+        // A host that hashes only asynchronously: every block is hashed after the body.
+        let gw = Streamed::new(car.clone(), 65536, false);
+        let mut r = fetch(&gw, "http://gw", &url, "all", Limits::default()).await.unwrap();
+        assert_eq!(r.file(&root).await.unwrap(), bytes);
+        assert_eq!(gw.later_calls.get(), n);
+
+        // One flipped byte in the CAR's second block: the fetch fails with
+        // VERIFICATION_FAILED as soon as that block is complete, the rest of the body
+        // unread.
+        let (list_start, first_leaf_end) = {
+            let body = bytes::Bytes::from(car.clone());
+            let (_, list) = block::read_car(body.clone(), &Limits::default()).unwrap();
+            let at = list[1].1.as_ptr() as usize - body.as_ptr() as usize;
+            (at, at + list[1].1.len())
+        };
+        let mut bad = car.clone();
+        bad[list_start + 10] ^= 1;
+        let gw = Streamed::new(bad.clone(), 4096, true);
+        let e = fetch(&gw, "http://gw", &url, "all", Limits::default()).await.err().expect("a tampered block fails the fetch");
+        assert_eq!(e.code, ErrorCode::VerificationFailed, "{e}");
+        assert!(e.message.contains("hash to sha2-256"), "{e}");
+        assert!(gw.delivered.get() < first_leaf_end + 4096 && gw.delivered.get() < bad.len(), "stopped at the bad block: {} of {}", gw.delivered.get(), bad.len());
+        // The same tampering with nothing hashed while streaming is still caught after.
+        let gw = Streamed::new(bad, 4096, false);
+        let e = fetch(&gw, "http://gw", &url, "all", Limits::default()).await.err().expect("a tampered block fails the fetch");
+        assert_eq!(e.code, ErrorCode::VerificationFailed, "{e}");
+        assert_eq!(gw.delivered.get(), car.len());
+    });
+}
+
+#[test]
+fn a_digest_taken_while_streaming_is_used_only_for_its_exact_bytes() {
+    run(async {
+        let (car, _, n, _) = car_of(2 * add::CHUNK_SIZE).await;
+        let mut pre = block::Prehashed::default();
+        pre.feed(&p(), &car, &Limits::default()).unwrap();
+        let body = bytes::Bytes::from(car);
+        let (_, list) = block::read_car(body.clone(), &Limits::default()).unwrap();
+        assert_eq!(list.len(), n);
+        for (_, b) in &list {
+            assert!(pre.digest(&body, b).is_some());
+            // A slice starting at the same byte but shorter or longer has no digest.
+            assert!(pre.digest(&body, &b.slice(..b.len() - 1)).is_none());
+            let at = b.as_ptr() as usize - body.as_ptr() as usize;
+            if at + b.len() < body.len() {
+                assert!(pre.digest(&body, &body.slice(at..at + b.len() + 1)).is_none());
+            }
+        }
+        // Slices of another buffer (at the same offsets) have none either.
+        let other = bytes::Bytes::from(body.to_vec());
+        let (_, list2) = block::read_car(other.clone(), &Limits::default()).unwrap();
+        assert!(list2.iter().all(|(_, b)| pre.digest(&body, b).is_none()));
+    });
+}

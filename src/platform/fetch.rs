@@ -128,10 +128,29 @@ impl Drop for Deadline {
 enum Stop {
     TooLarge,
     Failed(String),
+    /// The sink refused the body so far.
+    Sink(Error),
+}
+
+/// Copy `chunk` to the end of `body`: one copy, out of JS into wasm memory.
+fn append(body: &mut Vec<u8>, chunk: &Uint8Array) {
+    let (at, n) = (body.len(), chunk.length() as usize);
+    // SAFETY: `reserve` made room for `n` more bytes; `raw_copy_to_ptr` writes exactly
+    // `chunk.length()` of them, and only then does `set_len` count them.
+    unsafe {
+        body.reserve(n);
+        chunk.raw_copy_to_ptr(body.as_mut_ptr().add(at));
+        body.set_len(at + n);
+    }
 }
 
 /// Send `req` with fetch (gloo-net), under its deadline and body cap.
 pub async fn send(req: &HttpRequest) -> Result<HttpResponse> {
+    send_streamed(req, None).await
+}
+
+/// [`send`], handing a 2xx body to `sink` as it arrives ([`super::Platform::http_streamed`]).
+pub async fn send_streamed(req: &HttpRequest, sink: Option<super::BodySink<'_>>) -> Result<HttpResponse> {
     let (method, url, cap, ms) = (req.method.as_str(), req.url.as_str(), req.body_cap(), req.deadline_ms());
     let deadline = Deadline::arm(ms)?;
     let too_large = || failure(ErrorCode::MalformedResponse, format!("{method} {url}: the answer is larger than {cap} bytes; stopped reading (a broken or hostile server)"));
@@ -190,10 +209,17 @@ pub async fn send(req: &HttpRequest) -> Result<HttpResponse> {
     if declared.is_some_and(|n| n > cap) {
         return Err(too_large());
     }
-    // The chunks stay in JS until the body is complete, then are copied into wasm memory
-    // once, into a buffer of the exact size: copying each chunk as it came (to_vec, then
-    // into a growing Vec) cost three copies of a 32 MiB IPFS CAR (bench/ipfs.mjs).
+    // Without a sink, the chunks stay in JS until the body is complete, then are copied
+    // into wasm memory once, into a buffer of the exact size: copying each chunk as it
+    // came (to_vec, then into a growing Vec) cost three copies of a 32 MiB IPFS CAR
+    // (bench/ipfs.mjs). A sink needs the bytes in wasm memory as they come: each chunk
+    // is copied once, straight into the body.
+    let mut sink = sink.filter(|_| (200..300).contains(&status));
     let mut chunks: Vec<Uint8Array> = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    if let (Some(_), Some(n)) = (&sink, declared) {
+        body.reserve_exact(n as usize);
+    }
     let mut size = 0u64;
     if let Some(stream) = res.body() {
         let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
@@ -212,24 +238,26 @@ pub async fn send(req: &HttpRequest) -> Result<HttpResponse> {
                 if size > cap {
                     return Err(Stop::TooLarge);
                 }
-                chunks.push(value);
+                match sink.as_mut() {
+                    Some(sink) => {
+                        append(&mut body, &value);
+                        sink(&body).map_err(Stop::Sink)?;
+                    }
+                    None => chunks.push(value),
+                }
             }
         };
         match read.await {
             Ok(()) => {}
             Err(Stop::TooLarge) => return Err(too_large()),
             Err(Stop::Failed(reason)) => return Err(fail(reason)),
+            Err(Stop::Sink(e)) => return Err(e),
         }
     }
-    let mut body: Vec<u8> = Vec::with_capacity(size as usize);
-    for c in &chunks {
-        let (at, n) = (body.len(), c.length() as usize);
-        // SAFETY: `reserve` made room for `n` more bytes; `raw_copy_to_ptr` writes exactly
-        // `c.length()` of them, and only then does `set_len` count them.
-        unsafe {
-            body.reserve(n);
-            c.raw_copy_to_ptr(body.as_mut_ptr().add(at));
-            body.set_len(at + n);
+    if !chunks.is_empty() {
+        body.reserve_exact(size as usize);
+        for c in &chunks {
+            append(&mut body, c);
         }
     }
     drop(chunks);

@@ -218,6 +218,14 @@ impl Platform for JsPlatform {
             Ok(HttpResponse { status, headers: out_headers, body })
         })
     }
+    fn http_streamed<'a>(&'a self, req: HttpRequest, sink: super::BodySink<'a>) -> LocalFuture<'a, Result<HttpResponse>> {
+        // Streaming pays where a sink can work while the body arrives, i.e. hash at once
+        // (node:crypto); with WebCrypto the body is read whole, in one copy, as before.
+        if req.transport == Transport::Fetch && self.fetch && self.sha != HostSha::Async {
+            return Box::pin(async move { super::fetch::send_streamed(&req, Some(sink)).await });
+        }
+        super::whole_then_sink(self.http(req), sink)
+    }
     fn sleep(&self, ms: u64) -> LocalFuture<'_, ()> {
         // setTimeout fires at once past 2^31-1 ms: chain timers of at most that long.
         Box::pin(async move {
@@ -294,6 +302,14 @@ impl Platform for JsPlatform {
                 Box::pin(async move { Ok(d) })
             }
         }
+    }
+    fn sha256_now(&self, bytes: &[u8]) -> Option<[u8; 32]> {
+        // WebCrypto answers only asynchronously, and sha2 in wasm would run at a sixth of
+        // its speed: such callers hash later, through `sha256`.
+        if self.sha == HostSha::Async && bytes.len() >= HOST_SHA256_ASYNC_MIN_BYTES {
+            return None;
+        }
+        super::ready_now(self.sha256(bytes)).and_then(Result::ok)
     }
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
         // Node's host answers hex already: hand it on rather than decode and re-encode.

@@ -195,6 +195,16 @@ pub trait WebSocket {
 pub trait Platform {
     /// Send one HTTP request (one request per connection).
     fn http(&self, req: HttpRequest) -> LocalFuture<'_, Result<HttpResponse>>;
+    /// [`Platform::http`], handing a 2xx body to `sink` while it arrives, so that work on
+    /// it (hashing IPFS blocks) overlaps the transfer instead of following it. `sink` is
+    /// called with the body received so far, a prefix that only grows, of exactly the
+    /// bytes the returned response holds (the last call sees the whole body); an error
+    /// from it stops reading and fails the request with that error. The default sends
+    /// the request whole through [`Platform::http`] and calls `sink` once: so does any
+    /// platform whose responses pass through code that may change them (middleware).
+    fn http_streamed<'a>(&'a self, req: HttpRequest, sink: BodySink<'a>) -> LocalFuture<'a, Result<HttpResponse>> {
+        whole_then_sink(self.http(req), sink)
+    }
     /// Resolve after `ms` milliseconds.
     fn sleep(&self, ms: u64) -> LocalFuture<'_, ()>;
     /// Milliseconds since some fixed point (for durations only).
@@ -256,6 +266,12 @@ pub trait Platform {
         let d = crate::proof::sha256(bytes);
         Box::pin(async move { Ok(d) })
     }
+    /// [`Platform::sha256`] when the host can answer without waiting (node:crypto, or
+    /// sha2 in wasm); `None` where only an asynchronous hash would be fast (WebCrypto),
+    /// for callers that hash speculatively and can hash later instead.
+    fn sha256_now(&self, bytes: &[u8]) -> Option<[u8; 32]> {
+        Some(crate::proof::sha256(bytes))
+    }
     /// Lowercase hex of [`Platform::sha256`]; an empty string if the host's hash failed,
     /// which equals no digest, so a check comparing it fails closed.
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
@@ -273,6 +289,31 @@ pub trait Platform {
         let r = gzip::gzip_parts(parts);
         Box::pin(async move { r })
     }
+}
+
+/// The output of `f` if it is ready at its first poll (a host that answered without
+/// waiting); `None` otherwise, and `f` is dropped.
+pub fn ready_now<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// What [`Platform::http_streamed`] hands a body to: the bytes received so far.
+pub type BodySink<'a> = &'a mut dyn FnMut(&[u8]) -> Result<()>;
+
+/// [`Platform::http_streamed`] for a platform that only has whole responses: the
+/// response of `sent`, its 2xx body handed to `sink` once.
+pub fn whole_then_sink<'a>(sent: LocalFuture<'a, Result<HttpResponse>>, sink: BodySink<'a>) -> LocalFuture<'a, Result<HttpResponse>> {
+    Box::pin(async move {
+        let resp = sent.await?;
+        if (200..300).contains(&resp.status) {
+            sink(&resp.body)?;
+        }
+        Ok(resp)
+    })
 }
 
 /// An EIP-1193 provider: `request({ method, params })`. A host seam like HTTP: the

@@ -254,6 +254,14 @@ impl Platform for MiddlewarePlatform {
         let next = Next { chain: self.chain.clone(), index: 0, base: self.base.clone(), req: Rc::new(req), calls: Rc::new(Cell::new(0)), known: self.known.clone() };
         next.run()
     }
+    fn http_streamed<'a>(&'a self, req: HttpRequest, sink: crate::platform::BodySink<'a>) -> LocalFuture<'a, Result<HttpResponse>> {
+        // Middleware may answer with other bytes than the server's (a cache, a rewrite):
+        // only a body no middleware can touch is streamed to the sink.
+        if self.chain.is_empty() {
+            return self.base.http_streamed(req, sink);
+        }
+        crate::platform::whole_then_sink(self.http(req), sink)
+    }
     fn sleep(&self, ms: u64) -> LocalFuture<'_, ()> {
         self.base.sleep(ms)
     }
@@ -277,6 +285,9 @@ impl Platform for MiddlewarePlatform {
     }
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
         self.base.sha256_hex(bytes)
+    }
+    fn sha256_now(&self, bytes: &[u8]) -> Option<[u8; 32]> {
+        self.base.sha256_now(bytes)
     }
     fn gzip(&self, parts: &[&[u8]]) -> LocalFuture<'_, Result<Vec<u8>>> {
         self.base.gzip(parts)

@@ -113,6 +113,62 @@ test('blocks are checked with the host\'s native SHA-256, and a tampered gateway
   });
 });
 
+/** Run `f` with the global fetch's bodies counted: returns a function giving the bytes of
+ * gateway CAR answers delivered so far (what the SDK has read of them). */
+async function withCountedFetch(f) {
+  const original = globalThis.fetch;
+  let delivered = 0;
+  globalThis.fetch = async (...args) => {
+    const r = await original(...args);
+    const url = typeof args[0] === 'string' ? args[0] : args[0].url;
+    if (!url.includes('format=car') || !r.body) return r;
+    const counter = new TransformStream({ transform(chunk, c) { delivered += chunk.length; c.enqueue(chunk); } });
+    return new Response(r.body.pipeThrough(counter), { status: r.status, headers: r.headers });
+  };
+  try { await f(() => delivered); } finally { globalThis.fetch = original; }
+}
+
+test('blocks are hashed while the CAR downloads; a wrong block stops the download; middleware answers are checked whole', async () => {
+  const bytes = noise(8 * 1024 * 1024, 21);
+  const cid = await sandrun.ipfs().add(bytes);
+  const car = (await (await fetch(`${net.ipfs.gateway}/ipfs/${cid}?format=car&dag-scope=all`)).arrayBuffer()).byteLength;
+  // Honest gateway: the first blocks are hashed (by the host) while most of the CAR is
+  // still to come, and nothing is hashed twice.
+  await withCountedFetch(async (delivered) => {
+    const at = [];
+    const seen = await withHostHash((h, b) => { at.push(delivered()); return h(b); }, async () => {
+      assert.deepEqual(await sandrun.ipfs().cat(cid), bytes);
+    });
+    assert.equal(delivered(), car);
+    assert.equal(seen.calls, 33, 'each of the 32 leaves and the root hashed once');
+    assert.ok(at[0] < car / 4, `the first block was hashed after ${at[0]} of ${car} bytes`);
+    assert.ok(at[16] < car, `half the blocks were hashed before the last byte (${at[16]} of ${car})`);
+  });
+  // Tampering gateway: the first wrong block fails the fetch; the rest is not read.
+  const client = Sandrun.create({ ipfsGateway: bad.ipfs.gateway, ipfsApi: bad.ipfs.api });
+  const badCid = await client.ipfs().add(bytes);
+  await withCountedFetch(async (delivered) => {
+    await rejectsWith(client.ipfs().cat(badCid), 'VERIFICATION_FAILED', SandrunError);
+    assert.ok(delivered() < car / 2, `stopped after ${delivered()} of ${car} bytes`);
+  });
+  // A middleware that swaps in other bytes (here the tampering gateway's answer for the
+  // honest one's request) sees whole responses: what it returns is what gets checked,
+  // never digests taken of the bytes it replaced.
+  const swapped = Sandrun.create({ ipfsGateway: net.ipfs.gateway }).with({
+    name: 'swap',
+    async execute(next, ctx) {
+      const r = await next();
+      if (!ctx.url.includes('format=car')) return r;
+      const other = await fetch(ctx.url.replace(net.ipfs.gateway, bad.ipfs.gateway), { headers: { Accept: 'application/vnd.ipld.car' } });
+      return { ...r, body: new Uint8Array(await other.arrayBuffer()) };
+    },
+  });
+  await rejectsWith(swapped.ipfs().cat(cid), 'VERIFICATION_FAILED', SandrunError);
+  // The same middleware passing the honest answer through: verified as usual.
+  const passing = Sandrun.create({ ipfsGateway: net.ipfs.gateway }).with({ name: 'pass', execute: (next) => next() });
+  assert.deepEqual(await passing.ipfs().cat(cid), bytes);
+});
+
 test('a node that answers another CID than the bytes make is caught', async () => {
   const ipfs = Sandrun.create({ ipfsApi: liar.ipfs.api, ipfsGateway: liar.ipfs.gateway }).ipfs();
   const e = await rejectsWith(ipfs.add(new TextEncoder().encode('abc')), 'VERIFICATION_FAILED', SandrunError);
