@@ -299,9 +299,10 @@ async function packRow() {
 // 4. SHA-256 on the verification path vs the host's native SHA-256.
 async function shaRows() {
   // The path measured is the one a result check takes for each output (src/execution.rs ->
-  // gpu::sha256_for_proof -> Platform::sha256_hex -> src/platform/js.rs `sha256`, which in Node
-  // calls the host's `sha256Sync`: node:crypto over a view of wasm memory, raw digest), run on
-  // bytes already in wasm memory, as downloaded outputs are. `ipfs().__verificationHashBench`
+  // gpu::sha256_for_proof -> Platform::sha256_hex -> src/platform/js.rs, which in Node calls
+  // the host's `sha256Into`: node:crypto over a view of wasm memory, the hex digest written
+  // into wasm memory), run on bytes already in wasm memory, as downloaded outputs are.
+  // `ipfs().__verificationHashBench`
   // (a benchmark hook, not API) runs that same call in a loop inside wasm and times it with the
   // host's clock. The public `gpu().sha256([bytes])` (the same hash plus copying the input into
   // wasm, a Promise and a string array per call) is reported alongside, not as the figure.
@@ -335,10 +336,10 @@ async function shaRows() {
     const mibs = (ms) => (size / 1048576) / (ms / 1000);
     const row = {
       id: ids[k],
-      figure: `SHA-256 of ${label} on the verification path (what a result check runs per output: \`gpu::sha256_for_proof\` on bytes in wasm memory, node:crypto via the host's \`sha256Sync\`; timed inside wasm by a benchmark hook) vs node:crypto \`createHash(...).digest('hex')\` (median of 9, alternating, MiB/s, higher is better)`,
+      figure: `SHA-256 of ${label} on the verification path (what a result check runs per output: \`gpu::sha256_for_proof\` on bytes in wasm memory, node:crypto via the host's \`sha256Into\`; timed inside wasm by a benchmark hook) vs node:crypto \`createHash(...).digest('hex')\` (median of 9, alternating, MiB/s, higher is better)`,
       goal: { op: '>=', value: 0.9, text: '>= 0.9x' },
       unit: 'MiB/s', sdk: r1(mibs(p)), baseline: r1(mibs(n)), ratio: r2(n / p),
-      detail: { perCallUs: { path: r2(p * 1000), native: r2(n * 1000), wasmSha2: r2(w * 1000), gpuSha256Api: r2(a * 1000) }, wasmSha2MiBs: r1(mibs(w)), gpuSha256ApiMiBs: r1(mibs(a)), host: 'sha256Sync at every size (Node)' },
+      detail: { perCallUs: { path: r2(p * 1000), native: r2(n * 1000), wasmSha2: r2(w * 1000), gpuSha256Api: r2(a * 1000) }, wasmSha2MiBs: r1(mibs(w)), gpuSha256ApiMiBs: r1(mibs(a)), host: 'sha256Into at every size (Node)' },
       evidence: [],
     };
     row.evidence.push(`${label}: path ${row.detail.perCallUs.path} us/call, node:crypto ${row.detail.perCallUs.native} us; for comparison sha2 in wasm (sha256Hex) ${row.detail.perCallUs.wasmSha2} us (${row.detail.wasmSha2MiBs} MiB/s), and the public \`gpu().sha256([bytes])\` without WebGPU (copies the input into wasm, a Promise per call) ${row.detail.perCallUs.gpuSha256Api} us (${row.detail.gpuSha256ApiMiBs} MiB/s)`);

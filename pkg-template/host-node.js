@@ -244,15 +244,19 @@ function websocket(url, upgradeTimeoutMs = 10_000, maxFrameBytes = 16 * 1024 * 1
 
 // SHA-256 on the verification path (src/platform/js.rs `sha256`): synchronous (no
 // Promise: at 1 KiB the round trip alone cost more than hashing), over a view of wasm
-// memory, lowercase hex. Hex, not a Buffer: one-shot crypto.hash (Node >= 20.12) answers
-// hex about twice as fast as it allocates a 32-byte Buffer. Loaded on first use.
+// memory, the lowercase hex digest written into `out` (64 bytes of wasm memory) rather than
+// returned: taking a returned string into wasm cost more than the rest of the boundary at
+// 1 KiB. Hex, not a Buffer: one-shot crypto.hash (Node >= 20.12) answers hex about twice as
+// fast as it allocates a 32-byte Buffer; encodeInto copies the 64 ASCII digits. The SDK
+// checks what was written (64 lowercase hex digits, else sha2 in wasm). Loaded on first use.
 let nodeSha256;
-function sha256Sync(bytes) {
+const hexOut = new TextEncoder();
+function sha256Into(bytes, out) {
   if (!nodeSha256) {
     const c = nodeCrypto();
     nodeSha256 = typeof c.hash === 'function' ? (b) => c.hash('sha256', b, 'hex') : (b) => c.createHash('sha256').update(b).digest('hex');
   }
-  return nodeSha256(bytes);
+  hexOut.encodeInto(nodeSha256(bytes), out);
 }
 
 const io = (what, p) => p.catch((e) => { throw hostFailure('io', `${what}: ${e.message}`); });
@@ -311,7 +315,7 @@ export const nodeHost = {
   readFile: (p) => io(`cannot read ${p}`, fs.readFile(p).then((b) => new Uint8Array(b.buffer, b.byteOffset, b.length))),
   readDir: (p) => io(`cannot list ${p}`, fs.readdir(p, { withFileTypes: true }).then((es) => es.map((e) => [e.name, e.isDirectory()]))),
   writeFile: (p, bytes) => io(`cannot write ${p}`, fs.mkdir(path.dirname(p), { recursive: true }).then(() => fs.writeFile(p, bytes))),
-  sha256Sync,
+  sha256Into,
   gzip,
   makeError,
 };

@@ -53,10 +53,15 @@ extern "C" {
     fn read_file(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
     #[wasm_bindgen(method, catch, js_name = readDir)]
     fn read_dir(this: &Host, path: &str) -> std::result::Result<Promise, JsValue>;
-    /// Native SHA-256, synchronous (Node: node:crypto): lowercase hex of `bytes`, a view
-    /// into wasm memory. Optional: a host without it leaves the property undefined.
-    #[wasm_bindgen(method, catch, js_name = sha256Sync)]
-    fn sha256_sync(this: &Host, bytes: &Uint8Array) -> std::result::Result<JsValue, JsValue>;
+    /// Native SHA-256, synchronous (Node: node:crypto): writes the 64 lowercase hex digits
+    /// of the digest of `bytes` into `out`; both are views of wasm memory, made by the glue
+    /// in the one call. Optional: a host without it leaves the property undefined. Written
+    /// into wasm memory, not returned as a string: taking a returned string into wasm
+    /// (wasm-bindgen's `as_string`: a second import, a `malloc` call back into wasm, a
+    /// char-by-char copy, two `DataView` writes) was the largest cost left at 1 KiB
+    /// (docs/decisions.md, "Host SHA-256 written into wasm memory").
+    #[wasm_bindgen(method, catch, js_name = sha256Into)]
+    fn sha256_into(this: &Host, bytes: &[u8], out: &mut [u8]) -> std::result::Result<(), JsValue>;
     /// Native SHA-256, asynchronous (browsers: WebCrypto): a Promise of the 32-byte digest
     /// (`ArrayBuffer`). The host must read `bytes` (a view into wasm memory) before it
     /// returns; `crypto.subtle.digest` copies its input synchronously. Optional.
@@ -117,7 +122,7 @@ pub struct JsPlatform {
 /// The host's native SHA-256.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum HostSha {
-    /// `sha256Sync` (Node): used at every size (bench/goals.mjs row 4: as fast as
+    /// `sha256Into` (Node): used at every size (bench/goals.mjs row 4: as fast as
     /// node:crypto from 64 KiB, and faster than sha2 in wasm at 1 KiB).
     Sync,
     /// `sha256Digest` (WebCrypto): used from [`HOST_SHA256_ASYNC_MIN_BYTES`].
@@ -129,7 +134,7 @@ enum HostSha {
 impl JsPlatform {
     pub fn new(host: Host) -> Self {
         let has = |name: &str| prop(&host, name).is_function();
-        let sha = if has("sha256Sync") {
+        let sha = if has("sha256Into") {
             HostSha::Sync
         } else if has("sha256Digest") {
             HostSha::Async
@@ -140,24 +145,35 @@ impl JsPlatform {
     }
 }
 
-/// A host digest: 64 lowercase hex digits (`sha256Sync`) or 32 bytes (`sha256Digest`).
+/// The host's synchronous digest of `bytes` as lowercase hex, written into `out`; `None`
+/// when the host threw or wrote anything but 64 lowercase hex digits.
+fn host_hex(host: &Host, bytes: &[u8], out: &mut [u8]) -> Option<()> {
+    // Zeros are not hex digits: a host that writes nothing, or too little, leaves some, and
+    // is not taken as a digest. Writing past the end of the 64-byte view throws, which
+    // `catch` makes a failure.
+    let out = out.get_mut(..64)?;
+    out.fill(0);
+    host.sha256_into(bytes, out).ok()?;
+    out.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')).then_some(())
+}
+
+/// 64 lowercase hex digits as the 32 bytes they spell.
+fn unhex(h: &[u8; 64]) -> Option<[u8; 32]> {
+    let nib = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut d = [0u8; 32];
+    for (i, out) in d.iter_mut().enumerate() {
+        *out = nib(h[2 * i])? << 4 | nib(h[2 * i + 1])?;
+    }
+    Some(d)
+}
+
+/// A host digest from `sha256Digest`: 32 bytes (`ArrayBuffer` or `Uint8Array`).
 fn digest_of(v: &JsValue) -> Option<[u8; 32]> {
     let mut d = [0u8; 32];
-    if let Some(h) = v.as_string() {
-        let h = h.as_bytes();
-        if h.len() != 64 {
-            return None;
-        }
-        let nib = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        for (i, out) in d.iter_mut().enumerate() {
-            *out = nib(h[2 * i])? << 4 | nib(h[2 * i + 1])?;
-        }
-        return Some(d);
-    }
     let a = if v.is_instance_of::<js_sys::ArrayBuffer>() { Uint8Array::new(v) } else { v.clone().dyn_into::<Uint8Array>().ok()? };
     if a.length() != 32 {
         return None;
@@ -278,16 +294,16 @@ impl Platform for JsPlatform {
         // synchronously; WebCrypto's digest() copies its input before returning its
         // Promise), and nothing runs in wasm in between. Copying out cost more than
         // hashing (docs/decisions.md, "Host SHA-256").
-        let view = unsafe { Uint8Array::view(bytes) };
         match self.sha {
             HostSha::Sync => {
-                let d = self.host.sha256_sync(&view).ok().and_then(|v| digest_of(&v));
-                drop(view);
+                let mut h = [0u8; 64];
+                let d = host_hex(&self.host, bytes, &mut h).and_then(|()| unhex(&h));
                 // The bytes are still here: a host that failed is replaced by sha2.
                 let d = d.unwrap_or_else(|| crate::proof::sha256(bytes));
                 Box::pin(async move { Ok(d) })
             }
             HostSha::Async if bytes.len() >= HOST_SHA256_ASYNC_MIN_BYTES => {
+                let view = unsafe { Uint8Array::view(bytes) };
                 let p = self.host.sha256_digest(&view);
                 drop(view);
                 Box::pin(async move {
@@ -297,7 +313,6 @@ impl Platform for JsPlatform {
                 })
             }
             _ => {
-                drop(view);
                 let d = crate::proof::sha256(bytes);
                 Box::pin(async move { Ok(d) })
             }
@@ -314,10 +329,13 @@ impl Platform for JsPlatform {
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
         // Node's host answers hex already: hand it on rather than decode and re-encode.
         if self.sha == HostSha::Sync {
-            let view = unsafe { Uint8Array::view(bytes) };
-            let h = self.host.sha256_sync(&view).ok().and_then(|v| v.as_string()).filter(|h| h.len() == 64 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
-            drop(view);
-            let h = h.unwrap_or_else(|| crate::proof::sha256_hex(bytes));
+            // Written straight into the String's buffer: one allocation per digest.
+            let mut h = vec![0u8; 64];
+            let h = match host_hex(&self.host, bytes, &mut h) {
+                // ASCII hex digits only (checked), so this never fails.
+                Some(()) => String::from_utf8(h).unwrap_or_default(),
+                None => crate::proof::sha256_hex(bytes),
+            };
             return Box::pin(async move { h });
         }
         let f = self.sha256(bytes);

@@ -75,42 +75,79 @@ test('a gateway that serves wrong bytes is refused: nothing returned, no job sub
   assert.equal(await acceptedJobs(bad.workers[0].url), 0, 'a job was submitted with unverified data');
 });
 
-/** Run `f` with the host's native SHA-256 (`sha256Sync`) wrapped: returns what it saw. */
+/** Run `f` with the host's native SHA-256 (`sha256Into(bytes, out)`: writes 64 hex digits
+ * into `out`) wrapped: `wrap(original, bytes, out)`; returns what it saw. */
 async function withHostHash(wrap, f) {
-  const original = nodeHost.sha256Sync;
+  const original = nodeHost.sha256Into;
   assert.equal(typeof original, 'function', 'the Node host offers a synchronous native SHA-256');
   const seen = { calls: 0, bytes: 0 };
-  nodeHost.sha256Sync = (b) => { seen.calls++; seen.bytes += b.length; return wrap(original, b); };
-  try { await f(); } finally { nodeHost.sha256Sync = original; }
+  nodeHost.sha256Into = (b, out) => { seen.calls++; seen.bytes += b.length; return wrap(original, b, out); };
+  try { await f(); } finally { nodeHost.sha256Into = original; }
   return seen;
 }
+
+const ascii = (s) => new TextEncoder().encode(s);
+/** Test doubles for a broken host hash (none can be caused with node:crypto): each writes
+ * something that is not a digest, and must never be taken as one. */
+const brokenHostHashes = {
+  'writes nothing': () => {},
+  'throws': () => { throw new Error('host hash broke'); },
+  'writes "not a digest"': (h, b, out) => { out.set(ascii('not a digest')); },
+  'writes 63 of the 64 digits': (h, b, out) => { h(b, out); out[63] = 0; },
+  'writes upper-case hex': (h, b, out) => { h(b, out); out.set(ascii(new TextDecoder().decode(out).toUpperCase())); },
+  // Writing past the 64-byte view throws, after the real digest is there: still not taken.
+  'writes 65 digits (past the end)': (h, b, out) => { h(b, out); const d = new Uint8Array(65).fill(48); d.set(out); out.set(d); },
+  'writes a digest of 32 raw bytes': (h, b, out) => { out.set(createHash('sha256').update(b).digest()); },
+};
+
+test('output hashes (the hex path a result check takes) come from the host, and a host that writes no digest is replaced by sha2, never taken', async () => {
+  // gpu().sha256 runs gpu::sha256_for_proof's CPU path, the one output checks take.
+  const g = Sandrun.create({}).gpu();
+  const inputs = [noise(1024, 3), noise(70_000, 4), new Uint8Array(0)];
+  const want = inputs.map((b) => createHash('sha256').update(b).digest('hex'));
+  const honest = await withHostHash((h, b, out) => h(b, out), async () => assert.deepEqual(await g.sha256(inputs), want));
+  assert.equal(honest.calls, inputs.length, 'every output went through the host');
+  // The host's digest decides (a lying host is the host's fault; it is not second-guessed).
+  await withHostHash((h, b, out) => { h(b, out); out[0] = out[0] === 48 ? 49 : 48; }, async () => {
+    const got = await g.sha256(inputs);
+    assert.deepEqual(got.map((d) => d.slice(1)), want.map((d) => d.slice(1)));
+    assert.notDeepEqual(got, want);
+  });
+  for (const [what, wrap] of Object.entries(brokenHostHashes)) {
+    const seen = await withHostHash(wrap, async () => assert.deepEqual(await g.sha256(inputs), want, `a host hash that ${what}`));
+    assert.equal(seen.calls, inputs.length, `a host hash that ${what} was asked`);
+  }
+});
 
 test('blocks are checked with the host\'s native SHA-256, and a tampered gateway is still refused on that path', async () => {
   const bytes = noise(2 * 1024 * 1024 + 5, 9);
   const cid = await sandrun.ipfs().add(bytes);
   // Honest gateway: every block (9 leaves and the root) went through node:crypto.
   let got;
-  const honest = await withHostHash((h, b) => h(b), async () => { got = await sandrun.ipfs().cat(cid); });
+  const honest = await withHostHash((h, b, out) => h(b, out), async () => { got = await sandrun.ipfs().cat(cid); });
   assert.deepEqual(got, bytes);
   assert.ok(honest.calls >= 10 && honest.bytes >= bytes.length, `host hash saw ${honest.calls} calls, ${honest.bytes} bytes`);
   // Tampering gateway (devnet --ipfs-fault tamper): refused, nothing returned, on the same path.
   const client = Sandrun.create({ ipfsGateway: bad.ipfs.gateway, ipfsApi: bad.ipfs.api });
   const badCid = await client.ipfs().add(bytes);
-  const tampered = await withHostHash((h, b) => h(b), async () => {
+  const tampered = await withHostHash((h, b, out) => h(b, out), async () => {
     const e = await rejectsWith(client.ipfs().cat(badCid), 'VERIFICATION_FAILED', SandrunError);
     assert.match(e.message, /hash to sha2-256 [0-9a-f]{64}, the CID names [0-9a-f]{64}/);
   });
   assert.ok(tampered.calls >= 1, 'the tampered block was hashed by the host');
   // The host's digest decides: a host hash that answers wrong digests (a test double for
   // a broken host) fails even an honest gateway's bytes, so the check is not bypassed.
-  await withHostHash((h, b) => { const d = h(b); return (d[0] === '0' ? '1' : '0') + d.slice(1); }, async () => {
+  await withHostHash((h, b, out) => { h(b, out); out[0] = out[0] === 48 ? 49 : 48; }, async () => {
     await rejectsWith(sandrun.ipfs().cat(cid), 'VERIFICATION_FAILED', SandrunError);
   });
-  // A host hash that answers no digest at all is replaced by sha2 in wasm: still checked.
-  await withHostHash(() => 'not a digest', async () => {
-    assert.deepEqual(await sandrun.ipfs().cat(cid), bytes);
-    await rejectsWith(client.ipfs().cat(badCid), 'VERIFICATION_FAILED', SandrunError);
-  });
+  // A host hash that writes no digest is replaced by sha2 in wasm: still checked.
+  for (const [what, wrap] of Object.entries(brokenHostHashes)) {
+    const seen = await withHostHash(wrap, async () => {
+      assert.deepEqual(await sandrun.ipfs().cat(cid), bytes, `a host hash that ${what}`);
+      await rejectsWith(client.ipfs().cat(badCid), 'VERIFICATION_FAILED', SandrunError);
+    });
+    assert.ok(seen.calls >= 10, `a host hash that ${what} was asked`);
+  }
 });
 
 /** Run `f` with the global fetch's bodies counted: returns a function giving the bytes of
