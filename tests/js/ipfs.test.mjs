@@ -173,7 +173,7 @@ test('blocks are hashed while the CAR downloads; a wrong block stops the downloa
   // still to come, and nothing is hashed twice.
   await withCountedFetch(async (delivered) => {
     const at = [];
-    const seen = await withHostHash((h, b) => { at.push(delivered()); return h(b); }, async () => {
+    const seen = await withHostHash((h, b, out) => { at.push(delivered()); return h(b, out); }, async () => {
       assert.deepEqual(await sandrun.ipfs().cat(cid), bytes);
     });
     assert.equal(delivered(), car);
