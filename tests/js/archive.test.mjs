@@ -62,6 +62,32 @@ test('a 6 MiB input is gzipped by node:zlib and runs, verified, on the worker', 
   }
 });
 
+test('from 2 MiB the host deflates one piece per core at once and joins them into one gzip member', async () => {
+  const zlib = process.getBuiltinModule('node:zlib');
+  const os = process.getBuiltinModule('node:os');
+  const realDeflateRaw = zlib.deflateRaw;
+  const pieces = [];
+  zlib.deflateRaw = (buf, opts, cb) => { pieces.push({ bytes: buf.length, flush: opts.finishFlush }); return realDeflateRaw(buf, opts, cb); };
+  let out;
+  try { out = await nodeHost.gzip(data, 1); } finally { zlib.deflateRaw = realDeflateRaw; }
+  const want = Math.min(os.availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || 4, Math.floor(data.length / (1 << 20)));
+  assert.equal(pieces.length, want > 1 ? want : 0, `pieces: ${JSON.stringify(pieces)}`);
+  if (want > 1) {
+    assert.equal(pieces.reduce((a, p) => a + p.bytes, 0), data.length);
+    assert.deepEqual(pieces.map((p) => p.flush), [...Array(want - 1).fill(zlib.constants.Z_SYNC_FLUSH), zlib.constants.Z_FINISH], 'only the last piece ends the stream');
+  }
+  // One member: the body between the 10-byte header and the 8-byte trailer is a single raw
+  // deflate stream of the whole input (a second member's header inside it would not
+  // inflate), and the trailer holds the whole input's CRC-32 and size.
+  assert.deepEqual([...out.subarray(0, 3)], [0x1f, 0x8b, 8]);
+  assert.deepEqual(new Uint8Array(zlib.inflateRawSync(out.subarray(10, out.length - 8))), data);
+  const trailer = new DataView(out.buffer, out.byteOffset + out.length - 8, 8);
+  assert.equal(trailer.getUint32(0, true), zlib.crc32(data));
+  assert.equal(trailer.getUint32(4, true), data.length);
+  // Pieces cost next to nothing in size against one stream at the same level.
+  assert.ok(out.length <= zlib.gzipSync(data, { level: 1 }).length * 1.01, `${out.length} bytes`);
+});
+
 test('a 2-of-3 pool packs the job once and every replica unpacks the same files', async () => {
   const pool = await sandrun.pool().nodes(net.workers.map((w) => w.url)).consensus('2-of-3').join();
   const spy = spyGzip();
