@@ -130,18 +130,33 @@ enum Stop {
     Failed(String),
     /// The sink refused the body so far.
     Sink(Error),
+    /// wasm memory could not hold the body.
+    NoMemory,
 }
 
-/// Copy `chunk` to the end of `body`: one copy, out of JS into wasm memory.
-fn append(body: &mut Vec<u8>, chunk: &Uint8Array) {
+/// Copy `chunk` to the end of `body`: one copy, out of JS into wasm memory. Room grows
+/// to twice the bytes received, but no further than `expect` (the declared length,
+/// `u64::MAX` if none) while more than that is due: an honest body ends in a buffer of
+/// its exact size, and a lying Content-Length reserves no more than twice the bytes
+/// actually sent (reserving it up front let a 10-byte answer declaring 130 MB grow wasm
+/// memory, which never shrinks, by 130 MB, and one declaring more than 2 GiB trap). A
+/// body past its declared length (decompressed by fetch) keeps doubling. Memory that
+/// cannot be had is an error, never a trap.
+fn append(body: &mut Vec<u8>, chunk: &Uint8Array, expect: u64) -> std::result::Result<(), Stop> {
     let (at, n) = (body.len(), chunk.length() as usize);
-    // SAFETY: `reserve` made room for `n` more bytes; `raw_copy_to_ptr` writes exactly
-    // `chunk.length()` of them, and only then does `set_len` count them.
-    unsafe {
-        body.reserve(n);
-        chunk.raw_copy_to_ptr(body.as_mut_ptr().add(at));
-        body.set_len(at + n);
+    let need = at.checked_add(n).ok_or(Stop::NoMemory)?;
+    if need > body.capacity() {
+        let double = (need as u64).saturating_mul(2);
+        let to = (if expect >= need as u64 { expect.min(double) } else { double }).min(isize::MAX as u64) as usize;
+        body.try_reserve_exact(to.max(need) - at).map_err(|_| Stop::NoMemory)?;
     }
+    // SAFETY: the capacity is at least `at + n` (checked above); `raw_copy_to_ptr` writes
+    // exactly `chunk.length()` bytes there, and only then does `set_len` count them.
+    unsafe {
+        chunk.raw_copy_to_ptr(body.as_mut_ptr().add(at));
+        body.set_len(need);
+    }
+    Ok(())
 }
 
 /// Send `req` with fetch (gloo-net), under its deadline and body cap.
@@ -217,9 +232,7 @@ pub async fn send_streamed(req: &HttpRequest, sink: Option<super::BodySink<'_>>)
     let mut sink = sink.filter(|_| (200..300).contains(&status));
     let mut chunks: Vec<Uint8Array> = Vec::new();
     let mut body: Vec<u8> = Vec::new();
-    if let (Some(_), Some(n)) = (&sink, declared) {
-        body.reserve_exact(n as usize);
-    }
+    let no_memory = |size: u64| failure(ErrorCode::MalformedResponse, format!("{method} {url}: the answer ({size} bytes so far) does not fit in memory; stopped reading"));
     let mut size = 0u64;
     if let Some(stream) = res.body() {
         let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
@@ -240,7 +253,7 @@ pub async fn send_streamed(req: &HttpRequest, sink: Option<super::BodySink<'_>>)
                 }
                 match sink.as_mut() {
                     Some(sink) => {
-                        append(&mut body, &value);
+                        append(&mut body, &value, declared.unwrap_or(u64::MAX))?;
                         sink(&body).map_err(Stop::Sink)?;
                     }
                     None => chunks.push(value),
@@ -252,12 +265,13 @@ pub async fn send_streamed(req: &HttpRequest, sink: Option<super::BodySink<'_>>)
             Err(Stop::TooLarge) => return Err(too_large()),
             Err(Stop::Failed(reason)) => return Err(fail(reason)),
             Err(Stop::Sink(e)) => return Err(e),
+            Err(Stop::NoMemory) => return Err(no_memory(size)),
         }
     }
     if !chunks.is_empty() {
-        body.reserve_exact(size as usize);
+        body.try_reserve_exact(usize::try_from(size).unwrap_or(usize::MAX)).map_err(|_| no_memory(size))?;
         for c in &chunks {
-            append(&mut body, c);
+            append(&mut body, c, size).map_err(|_| no_memory(size))?;
         }
     }
     drop(chunks);
