@@ -311,8 +311,14 @@ impl JobExecution {
                     slots.push(Err(check));
                     continue;
                 }
-                // Inputs come back unchanged most of the time: hash our own copy first.
-                let local = job.files.iter().find(|(p, _)| p == path).map(|(_, b)| b.clone());
+                // Inputs come back unchanged most of the time: hash our own copy first. The
+                // signed stdout file is what the launcher teed, so `/logs` (fetched above)
+                // holds the same bytes unless stdout was not UTF-8: hashing those saves a
+                // request per job (a round trip over the Internet). Either way only bytes
+                // that hash to the signed digest are used; anything else is downloaded.
+                let local = job.files.iter().find(|(p, _)| p == path).map(|(_, b)| b.clone()).or_else(|| {
+                    (job.stdout_file.as_deref() == Some(path.as_str()) && logs.stdout.len() as u64 == meta.size_bytes).then(|| Rc::from(logs.stdout.as_bytes()))
+                });
                 let bytes: Rc<[u8]> = match local {
                     Some(b) if c.platform().sha256_hex(&b).await == meta.sha256 => b,
                     _ => match c.download_file(&self.inner.id, path, meta.size_bytes).await {

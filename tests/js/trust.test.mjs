@@ -99,6 +99,34 @@ test('stdout is signed: agreement covers it, and result.output is the checked by
   assert.match(r.proof.signedString, /_sandrun_stdout\.txt:[0-9a-f]{64}\|/);
 });
 
+test('the signed stdout is taken from /logs when it hashes to the signed digest; otherwise downloaded and checked', async () => {
+  const downloads = [];
+  const counting = (url) => Sandrun.create({ apiEndpoint: url }).with({
+    name: 'count-downloads',
+    execute: (next, ctx) => { if (new URL(ctx.url).pathname.startsWith('/download/')) downloads.push(ctx.url); return next(); },
+  });
+  // UTF-8 stdout: /logs holds the signed bytes, so nothing is downloaded (inputs and the
+  // launcher are the SDK's own copies, hashed locally).
+  const r = await counting(W.a).job().code('print("answer")\n').submit().then((x) => x.wait());
+  assert.equal(r.proof.verified, true, JSON.stringify(r.proof.checks));
+  assert.equal(r.stdout, 'answer\n');
+  assert.match(r.proof.checks.find((c) => c.name === 'output:_sandrun_stdout.txt').detail, /matches/);
+  assert.deepEqual(downloads, []);
+  // Not UTF-8: /logs cannot hold those bytes, so the signed file is downloaded, checked,
+  // and result.output is its bytes.
+  const raw = await counting(W.a).job().code('import sys\nsys.stdout.buffer.write(bytes([0xff, 0xfe, 0x41, 10]))\n').submit().then((x) => x.wait());
+  assert.equal(raw.proof.verified, true, JSON.stringify(raw.proof.checks));
+  assert.deepEqual([...raw.output], [0xff, 0xfe, 0x41, 10]);
+  assert.equal(downloads.length, 1);
+  assert.match(downloads[0], /_sandrun_stdout\.txt$/);
+  // A worker whose /logs lies about stdout is still refused (its logs do not hash to the
+  // signed digest, so the signed file is downloaded, and differs from what it reported).
+  downloads.length = 0;
+  const e = await rejectsWith(counting(W.liar).job().code(CODE).submit().then((x) => x.wait()), 'VERIFICATION_FAILED', SandrunError);
+  assert.equal(e.details.proof.checks.find((c) => c.name === 'stdout').ok, false);
+  assert.ok(downloads.some((u) => /_sandrun_stdout\.txt$/.test(u)), downloads.join(' '));
+});
+
 test('jobs differing in one env value have different job hashes; a receipt does not prove the other', async () => {
   const job = (v) => sandrun.job().code('import os\nprint(os.environ["MODE"])\n').environment({ MODE: v });
   const r = await job('a').submit().then((x) => x.wait());
