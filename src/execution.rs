@@ -1,7 +1,7 @@
 //! `JobExecution`: watching a submitted job, waiting for it, checking it, its logs,
 //! cancelling, downloading.
 
-use crate::api::wire::WorkerStatus;
+use crate::api::wire::{Logs, WorkerStatus};
 use crate::api::WorkerClient;
 use crate::error::{Error, ErrorCode, Result};
 use crate::job::PreparedJob;
@@ -225,18 +225,35 @@ impl JobExecution {
 
     /// Wait for the end (stream, else polling), then read the final `/status`.
     async fn final_status(&self) -> Result<WorkerStatus> {
+        Ok(self.final_status_with(false).await?.0)
+    }
+
+    /// [`Self::final_status`]; with `logs`, once the stream has seen the end, `/logs` is
+    /// read in the same round trip as `/status` (and used only if the status says the job
+    /// ended). Polling reads `/status` alone.
+    async fn final_status_with(&self, logs: bool) -> Result<(WorkerStatus, Option<Logs>)> {
         let p = self.inner.client.platform().clone();
-        if self.inner.exact_cpu.get().is_none() {
-            self.guarded(async { Ok(self.watch_stream().await) }).await?;
+        let mut ended = self.inner.exact_cpu.get().is_some();
+        if !ended {
+            ended = self.guarded(async { Ok(self.watch_stream().await) }).await?;
         }
         let mut delay = 20u64;
         loop {
             if self.inner.cancel.is_cancelled() {
                 return Err(self.cancelled_error());
             }
-            let s = self.guarded(self.inner.client.status(&self.inner.id)).await?;
-            if s.is_finished() {
-                return Ok(s);
+            let (c, id) = (&self.inner.client, &self.inner.id);
+            if logs && std::mem::take(&mut ended) {
+                let (s, l) = self.guarded(async { Ok(crate::util::join(c.status(id), c.logs(id)).await) }).await?;
+                let s = s?;
+                if s.is_finished() {
+                    return Ok((s, Some(l?)));
+                }
+            } else {
+                let s = self.guarded(c.status(id)).await?;
+                if s.is_finished() {
+                    return Ok((s, None));
+                }
             }
             self.guarded(async {
                 p.sleep(delay).await;
@@ -260,8 +277,8 @@ impl JobExecution {
         if self.inner.cancel.is_cancelled() {
             return Err(self.cancelled_error());
         }
-        let status = self.final_status().await?;
-        let finished = self.guarded(self.check(status, self.inner.level.verifies())).await?;
+        let (status, logs) = self.final_status_with(true).await?;
+        let finished = self.guarded(self.check(status, logs, self.inner.level.verifies())).await?;
         *self.inner.status.borrow_mut() = match finished.result.status {
             ResultStatus::Completed => "completed",
             ResultStatus::Failed => "failed",
@@ -273,9 +290,12 @@ impl JobExecution {
     }
 
     /// Build the result; with `verify`, check job hash, signature and every output's bytes.
-    async fn check(&self, status: WorkerStatus, verify: bool) -> Result<Finished> {
+    async fn check(&self, status: WorkerStatus, logs: Option<Logs>, verify: bool) -> Result<Finished> {
         let c = &self.inner.client;
-        let logs = c.logs(&self.inner.id).await?;
+        let logs = match logs {
+            Some(l) => l,
+            None => c.logs(&self.inner.id).await?,
+        };
         let job = &self.inner.job;
         let mut checks = Vec::new();
         let mut files = Vec::new();

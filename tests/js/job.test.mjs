@@ -33,6 +33,29 @@ test('the spec example code() runs JavaScript and prints', async () => {
   assert.ok(result.executionTime > 0);
 });
 
+test('after the stream shows the end, /status and /logs are read in one round trip', async () => {
+  const reads = [];
+  const tap = {
+    name: 'read-times',
+    async execute(next, ctx) {
+      const path = new URL(ctx.url).pathname;
+      if (!/^\/(status|logs)\//.test(path)) return next();
+      const r = { what: path.split('/')[1], start: performance.now(), end: Infinity };
+      reads.push(r);
+      try { return await next(); } finally { r.end = performance.now(); }
+    },
+  };
+  for (const level of ['none', 'low']) {
+    reads.length = 0;
+    const r = await sandrun.with(tap).job().code('print("hi")').consensus(level).submit().then((e) => e.wait());
+    assert.equal(r.stdout, 'hi\n');
+    const status = reads.filter((x) => x.what === 'status');
+    const logs = reads.filter((x) => x.what === 'logs');
+    assert.equal(logs.length, 1, JSON.stringify(reads));
+    assert.ok(logs[0].start < status.at(-1).end, `${level}: /logs was asked only after /status answered`);
+  }
+});
+
 test('a failing job resolves with status failed, exit code and stderr', async () => {
   const ex = await sandrun.job().code('import sys\nprint("about to fail")\nsys.stderr.write("boom\\n")\nsys.exit(3)\n').submit();
   assert.equal(ex.status, 'queued');
