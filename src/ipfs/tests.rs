@@ -409,6 +409,23 @@ impl Platform for HostHash {
     }
 }
 
+/// Output checks (`gpu::sha256_for_proof`) take the synchronous hex path only where the
+/// platform offers one: a platform that overrides only `sha256` (here, one answering wrong
+/// digests) is still what decides, never bypassed by a default that hashes itself.
+#[test]
+fn output_hashes_come_from_a_platform_that_overrides_only_sha256() {
+    run(async {
+        let bytes: std::rc::Rc<[u8]> = noise(1024).into();
+        let honest = crate::proof::sha256_hex(&bytes);
+        let liar = HostHash { base: p(), calls: Default::default(), lie: true };
+        assert_eq!(liar.sha256_hex_now(&bytes), None);
+        let (got, _) = crate::gpu::sha256_for_proof(&liar, std::slice::from_ref(&bytes)).await;
+        assert_eq!(liar.calls.get(), 1);
+        assert_ne!(got[0], honest);
+        assert_eq!(got[0][2..], honest[2..]);
+    });
+}
+
 #[test]
 fn blocks_are_checked_with_the_platforms_hash_and_a_tampered_car_fails_on_it() {
     run(async {

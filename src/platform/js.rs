@@ -154,7 +154,8 @@ fn host_hex(host: &Host, bytes: &[u8], out: &mut [u8]) -> Option<()> {
     let out = out.get_mut(..64)?;
     out.fill(0);
     host.sha256_into(bytes, out).ok()?;
-    out.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')).then_some(())
+    let out: &[u8; 64] = (&*out).try_into().ok()?;
+    crate::proof::recipe::is_lower_hex64(out).then_some(())
 }
 
 /// 64 lowercase hex digits as the 32 bytes they spell.
@@ -327,19 +328,24 @@ impl Platform for JsPlatform {
         super::ready_now(self.sha256(bytes)).and_then(Result::ok)
     }
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
-        // Node's host answers hex already: hand it on rather than decode and re-encode.
-        if self.sha == HostSha::Sync {
-            // Written straight into the String's buffer: one allocation per digest.
-            let mut h = vec![0u8; 64];
-            let h = match host_hex(&self.host, bytes, &mut h) {
-                // ASCII hex digits only (checked), so this never fails.
-                Some(()) => String::from_utf8(h).unwrap_or_default(),
-                None => crate::proof::sha256_hex(bytes),
-            };
+        if let Some(h) = self.sha256_hex_now(bytes) {
             return Box::pin(async move { h });
         }
         let f = self.sha256(bytes);
         Box::pin(async move { f.await.map(|d| crate::proof::recipe::hex(&d)).unwrap_or_default() })
+    }
+    fn sha256_hex_now(&self, bytes: &[u8]) -> Option<String> {
+        // Node's host answers hex already: hand it on rather than decode and re-encode.
+        if self.sha != HostSha::Sync {
+            return None;
+        }
+        // Written straight into the String's buffer: one allocation per digest.
+        let mut h = vec![0u8; 64];
+        Some(match host_hex(&self.host, bytes, &mut h) {
+            // ASCII hex digits only (checked), so this never fails.
+            Some(()) => String::from_utf8(h).unwrap_or_default(),
+            None => crate::proof::sha256_hex(bytes),
+        })
     }
     fn gzip(&self, parts: &[&[u8]]) -> LocalFuture<'_, Result<Vec<u8>>> {
         let total: usize = parts.iter().map(|p| p.len()).sum();

@@ -286,6 +286,9 @@ impl Platform for MiddlewarePlatform {
     fn sha256_hex(&self, bytes: &[u8]) -> LocalFuture<'_, String> {
         self.base.sha256_hex(bytes)
     }
+    fn sha256_hex_now(&self, bytes: &[u8]) -> Option<String> {
+        self.base.sha256_hex_now(bytes)
+    }
     fn sha256_now(&self, bytes: &[u8]) -> Option<[u8; 32]> {
         self.base.sha256_now(bytes)
     }

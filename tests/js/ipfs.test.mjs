@@ -98,6 +98,9 @@ const brokenHostHashes = {
   // Writing past the 64-byte view throws, after the real digest is there: still not taken.
   'writes 65 digits (past the end)': (h, b, out) => { h(b, out); const d = new Uint8Array(65).fill(48); d.set(out); out.set(d); },
   'writes a digest of 32 raw bytes': (h, b, out) => { out.set(createHash('sha256').update(b).digest()); },
+  // A throw decides even after 64 valid digits were written (a wrong digest here): the
+  // exception must reach the SDK (build.mjs inlines the glue's catch for sha256Into).
+  'writes a wrong digest, then throws': (h, b, out) => { h(b, out); out[0] = out[0] === 48 ? 49 : 48; throw new Error('host hash broke'); },
 };
 
 test('output hashes (the hex path a result check takes) come from the host, and a host that writes no digest is replaced by sha2, never taken', async () => {
