@@ -360,30 +360,6 @@ fn urls_multipart_and_answers() {
     assert_eq!(add::parse_answer(b"<html>").unwrap_err().code, ErrorCode::MalformedResponse);
 }
 
-/// The `Platform` methods a test double leaves to its `base` (a [`NativePlatform`]).
-macro_rules! delegate_to_base {
-    () => {
-        fn sleep(&self, ms: u64) -> crate::platform::LocalFuture<'_, ()> {
-            self.base.sleep(ms)
-        }
-        fn now_ms(&self) -> f64 {
-            self.base.now_ms()
-        }
-        fn websocket(&self, url: &str) -> crate::platform::LocalFuture<'_, Result<Option<Box<dyn crate::platform::WebSocket>>>> {
-            self.base.websocket(url)
-        }
-        fn read_file(&self, path: &str) -> crate::platform::LocalFuture<'_, Result<Vec<u8>>> {
-            self.base.read_file(path)
-        }
-        fn read_dir(&self, path: &str) -> crate::platform::LocalFuture<'_, Result<Vec<(String, bool)>>> {
-            self.base.read_dir(path)
-        }
-        fn write_file(&self, path: &str, bytes: &[u8]) -> crate::platform::LocalFuture<'_, Result<()>> {
-            self.base.write_file(path, bytes)
-        }
-    };
-}
-
 /// A platform whose native SHA-256 is the host's (as on wasm, where node:crypto or
 /// WebCrypto override [`Platform::sha256`]): counts what it hashed, and with `lie` set
 /// answers a wrong digest (a test double for a broken host, which cannot be caused for
@@ -398,7 +374,7 @@ impl Platform for HostHash {
     fn http(&self, req: crate::platform::HttpRequest) -> crate::platform::LocalFuture<'_, Result<crate::platform::HttpResponse>> {
         self.base.http(req)
     }
-    delegate_to_base!();
+    crate::platform::delegate_to_base!();
     fn sha256(&self, bytes: &[u8]) -> crate::platform::LocalFuture<'_, Result<[u8; 32]>> {
         self.calls.set(self.calls.get() + 1);
         let mut d: [u8; 32] = sha2::Sha256::digest(bytes).into();
@@ -543,7 +519,7 @@ impl Platform for Streamed {
             Ok(crate::platform::HttpResponse { status: 200, headers: vec![], body })
         })
     }
-    delegate_to_base!();
+    crate::platform::delegate_to_base!();
     fn sha256(&self, bytes: &[u8]) -> crate::platform::LocalFuture<'_, Result<[u8; 32]>> {
         self.later_calls.set(self.later_calls.get() + 1);
         self.base.sha256(bytes)

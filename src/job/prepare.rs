@@ -56,7 +56,36 @@ pub struct PreparedJob {
 /// jobs compare equal whether packed or not, and a clone starts unpacked (its files are
 /// public fields, and a changed copy must not send the original's archive).
 #[derive(Default)]
-pub struct PackedArchive(std::cell::RefCell<Option<Rc<Vec<u8>>>>);
+pub struct PackedArchive(std::cell::RefCell<Packing>);
+
+/// Where packing stands. Replicas are submitted at once, so a second caller can arrive
+/// while the first packs: it waits for that one instead of packing again.
+#[derive(Default, Clone)]
+enum Packing {
+    #[default]
+    Idle,
+    /// Being packed; set when it ends (packed, failed, or abandoned).
+    Running(crate::util::CancelToken),
+    Done(Rc<Vec<u8>>),
+}
+
+/// Puts a packing that did not finish (an error, or a caller that went away) back to
+/// `Idle` and wakes whoever waited for it, so that one of them packs instead.
+struct PackingGuard<'a> {
+    slot: &'a PackedArchive,
+    ended: crate::util::CancelToken,
+}
+
+impl Drop for PackingGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.slot.0.borrow_mut();
+        if !matches!(*state, Packing::Done(_)) {
+            *state = Packing::Idle;
+        }
+        drop(state);
+        self.ended.cancel();
+    }
+}
 
 impl Clone for PackedArchive {
     fn clone(&self) -> Self {
@@ -73,8 +102,8 @@ impl PartialEq for PackedArchive {
 impl std::fmt::Debug for PackedArchive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &*self.0.borrow() {
-            Some(a) => write!(f, "PackedArchive({} bytes)", a.len()),
-            None => f.write_str("PackedArchive(not yet)"),
+            Packing::Done(a) => write!(f, "PackedArchive({} bytes)", a.len()),
+            _ => f.write_str("PackedArchive(not yet)"),
         }
     }
 }
@@ -93,16 +122,24 @@ impl PreparedJob {
     /// worker inflates any standard gzip. What is checked is that the output is gzip and
     /// counts every tar byte ([`archive::check_gzip`]).
     pub async fn archive(&self, platform: &dyn Platform) -> Result<Rc<Vec<u8>>> {
-        if let Some(a) = &*self.packed.0.borrow() {
-            return Ok(a.clone());
+        loop {
+            let state = self.packed.0.borrow().clone();
+            match state {
+                Packing::Done(a) => return Ok(a),
+                Packing::Running(ended) => ended.cancelled().await,
+                Packing::Idle => break,
+            }
         }
+        let ended = crate::util::CancelToken::default();
+        *self.packed.0.borrow_mut() = Packing::Running(ended.clone());
+        let _guard = PackingGuard { slot: &self.packed, ended };
         let parts = archive::tar_parts(self.files.iter().map(|(p, b)| (p.as_str(), &b[..])))?;
         let parts: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
         let len = parts.iter().map(|p| p.len()).sum();
         let out = platform.gzip(&parts).await?;
         archive::check_gzip(&out, len)?;
         let out = Rc::new(out);
-        *self.packed.0.borrow_mut() = Some(out.clone());
+        *self.packed.0.borrow_mut() = Packing::Done(out.clone());
         Ok(out)
     }
     /// Whether `path` is one of the job's own outputs: selected by its `outputs()`
@@ -776,4 +813,51 @@ mod tests {
         assert_eq!(archive_url("http://127.0.0.1:9/x.tar.gz", Some("v1")), "http://127.0.0.1:9/x.tar.gz");
         assert_eq!(archive_url("http://127.0.0.1:9/repo", Some("dev")), "http://127.0.0.1:9/repo/archive/dev.tar.gz");
     }
+
+    /// A compressor that takes a while (it sleeps first) and counts its calls: two
+    /// callers overlap only if the compressor yields. A test double: the host's real
+    /// node:zlib is exercised by tests/js/archive.test.mjs.
+    struct SlowGzip {
+        base: NativePlatform,
+        calls: std::cell::Cell<usize>,
+    }
+
+    impl Platform for SlowGzip {
+        fn http(&self, req: crate::platform::HttpRequest) -> crate::platform::LocalFuture<'_, Result<crate::platform::HttpResponse>> {
+            self.base.http(req)
+        }
+        crate::platform::delegate_to_base!();
+        fn gzip(&self, parts: &[&[u8]]) -> crate::platform::LocalFuture<'_, Result<Vec<u8>>> {
+            self.calls.set(self.calls.get() + 1);
+            let out = crate::platform::gzip::gzip_parts(parts);
+            Box::pin(async move {
+                self.base.sleep(20).await;
+                out
+            })
+        }
+    }
+
+    #[test]
+    fn concurrent_callers_pack_once_and_an_abandoned_packing_is_taken_over() {
+        let (job, job2) = (prepared(&JobBuilder::new().code("print(1)").unwrap(), true), prepared(&JobBuilder::new().code("print(2)").unwrap(), true));
+        run(async {
+            let p = SlowGzip { base: NativePlatform::default(), calls: Default::default() };
+            // Two replicas submitted at once: one packing, the same bytes for both.
+            let (a, b) = crate::util::join(job.archive(&p), job.archive(&p)).await;
+            assert_eq!(p.calls.get(), 1);
+            assert!(Rc::ptr_eq(&a.unwrap(), &b.unwrap()));
+            // A caller that goes away mid-packing (a cancelled submit) does not leave the
+            // others waiting: the next one packs.
+            let job = job2;
+            let before = p.calls.get();
+            let first = async { crate::util::race(job.archive(&p), p.base.sleep(5)).await };
+            let waiter = async { crate::util::race(job.archive(&p), p.base.sleep(2_000)).await };
+            let (first, second) = crate::util::join(first, waiter).await;
+            assert!(matches!(first, crate::util::Either::Right(())), "the first caller was dropped mid-packing");
+            assert!(matches!(second, crate::util::Either::Left(Ok(_))), "the waiting caller packed instead of waiting forever");
+            assert_eq!(p.calls.get() - before, 2);
+            assert!(format!("{:?}", job.packed).contains("bytes"));
+        });
+    }
 }
+

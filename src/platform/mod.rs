@@ -330,3 +330,31 @@ pub fn whole_then_sink<'a>(sent: LocalFuture<'a, Result<HttpResponse>>, sink: Bo
 pub trait Wallet {
     fn request(&self, method: &str, params: serde_json::Value) -> LocalFuture<'_, crate::error::Result<serde_json::Value>>;
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+/// The `Platform` methods a native test double leaves to its `base` field (a
+/// `NativePlatform`).
+macro_rules! delegate_to_base {
+    () => {
+        fn sleep(&self, ms: u64) -> crate::platform::LocalFuture<'_, ()> {
+            self.base.sleep(ms)
+        }
+        fn now_ms(&self) -> f64 {
+            self.base.now_ms()
+        }
+        fn websocket(&self, url: &str) -> crate::platform::LocalFuture<'_, Result<Option<Box<dyn crate::platform::WebSocket>>>> {
+            self.base.websocket(url)
+        }
+        fn read_file(&self, path: &str) -> crate::platform::LocalFuture<'_, Result<Vec<u8>>> {
+            self.base.read_file(path)
+        }
+        fn read_dir(&self, path: &str) -> crate::platform::LocalFuture<'_, Result<Vec<(String, bool)>>> {
+            self.base.read_dir(path)
+        }
+        fn write_file(&self, path: &str, bytes: &[u8]) -> crate::platform::LocalFuture<'_, Result<()>> {
+            self.base.write_file(path, bytes)
+        }
+    };
+}
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) use delegate_to_base;

@@ -17,6 +17,7 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// Whether `h` is 64 lowercase hex digits (what a host's hex digest must be before it is
 /// taken). Eight bytes at a time: on the verification path this check ran once per
 /// output, byte by byte, at 1 KiB a measurable share of the SDK's own cost (issue 14 4a).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // used by the JS platform; tested natively
 pub(crate) fn is_lower_hex64(h: &[u8; 64]) -> bool {
     const L: u64 = 0x0101_0101_0101_0101;
     const H: u64 = 0x8080_8080_8080_8080;
