@@ -235,7 +235,17 @@ impl JobExecution {
         let p = self.inner.client.platform().clone();
         let mut ended = self.inner.exact_cpu.get().is_some();
         if !ended {
-            ended = self.guarded(async { Ok(self.watch_stream().await) }).await?;
+            // The stream shows the end at once; `/status` every few seconds is the safety
+            // net for a stream that stalls without `[DONE]` (seen on the devnet when a job
+            // ended as its socket connected): without it the wait lasted until the job's
+            // deadline. When the poll sees the end first, the status is read below.
+            let watched = async {
+                Ok(match race(self.watch_stream(), self.ended_by_polling()).await {
+                    Either::Left(seen) => seen,
+                    Either::Right(()) => false,
+                })
+            };
+            ended = self.guarded(watched).await?;
         }
         let mut delay = 20u64;
         loop {
@@ -261,6 +271,21 @@ impl JobExecution {
             })
             .await?;
             delay = (delay * 2).min(500);
+        }
+    }
+
+    /// Resolves once `/status` says the job ended, asking after 2 s and then every 5 s at
+    /// most (a reference worker answers `/status` only once its job ended anyway). Errors
+    /// are ignored here: the read after the wait reports them.
+    async fn ended_by_polling(&self) {
+        let p = self.inner.client.platform().clone();
+        let mut delay = 2_000u64;
+        loop {
+            p.sleep(delay).await;
+            delay = (delay * 2).min(5_000);
+            if matches!(self.inner.client.status(&self.inner.id).await, Ok(s) if s.is_finished()) {
+                return;
+            }
         }
     }
 

@@ -240,6 +240,27 @@ test('a huge WebSocket frame closes the socket and the job ends through /status 
   assert.ok(closedAt < 64 * 1024 * 1024, `the socket was closed after ${closedAt} bytes`);
 });
 
+test('a stream that stalls without [DONE] does not hold wait(): /status shows the end within seconds (double)', async () => {
+  // Seen on the devnet: a socket that connected as its job ended got "Job started" and
+  // then nothing. A double that upgrades, says the job started, and goes silent, while
+  // /status says it completed: wait() must not last until the job's 60 s deadline.
+  const sockets = [];
+  const url = await serve(fakeWorker(), (req, socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    const text = Buffer.from('[STATUS] Job started\n');
+    socket.write(Buffer.concat([Buffer.from([0x81, text.length]), text]));
+  });
+  const t0 = performance.now();
+  const r = await Sandrun.create({ apiEndpoint: url }).job().code('print(1)').consensus('none').timeout(60).submit().then((e) => e.wait());
+  const ms = performance.now() - t0;
+  assert.equal(r.status, 'completed');
+  assert.equal(sockets.length, 1, 'the stream was opened');
+  assert.ok(ms < 15_000, `wait() took ${Math.round(ms)} ms`);
+  for (const s of sockets) s.destroy();
+});
+
 test('a WebSocket upgrade that never completes times out and the job ends through /status (double)', async () => {
   const url = await serve(fakeWorker(), (req, socket) => { socket.on('error', () => {}); /* never answers */ });
   const t0 = performance.now();
