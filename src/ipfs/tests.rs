@@ -74,6 +74,17 @@ async fn read(blocks: Blocks, root: &Cid, limits: Limits) -> Result<Vec<u8>> {
     r.file(root).await
 }
 
+/// Insert every block of `list`; the first failure, if any.
+async fn first_failure(platform: &dyn Platform, list: Vec<(Cid, bytes::Bytes)>) -> Option<crate::error::Error> {
+    let mut blocks = Blocks::default();
+    for (c, b) in list {
+        if let Err(e) = blocks.insert(platform, c, b, &Limits::default()).await {
+            return Some(e);
+        }
+    }
+    None
+}
+
 #[test]
 fn cids_equal_the_ones_ipfs_nodes_compute() {
     run(async {
@@ -182,14 +193,7 @@ fn cars_are_read_and_a_tampered_car_fails_as_a_whole() {
         let n = bad.len();
         bad[n - 10] ^= 0x80;
         let (_, list) = block::read_car(bad.into(), &Limits::default()).unwrap();
-        let mut blocks = Blocks::default();
-        let mut failed = None;
-        for (c, b) in list {
-            if let Err(e) = blocks.insert(&platform, c, b, &Limits::default()).await {
-                failed = Some(e);
-                break;
-            }
-        }
+        let failed = first_failure(&platform, list).await;
         assert_eq!(failed.expect("the tampered block is caught").code, ErrorCode::VerificationFailed);
         // Not a CAR at all; a CAR cut short.
         assert_eq!(block::read_car(bytes::Bytes::from_static(b"<html>nope</html>"), &Limits::default()).unwrap_err().code, ErrorCode::MalformedResponse);
@@ -437,14 +441,7 @@ fn blocks_are_checked_with_the_platforms_hash_and_a_tampered_car_fails_on_it() {
         let n = bad.len();
         bad[n - 100] ^= 0x01;
         let (_, list) = block::read_car(bad.into(), &Limits::default()).unwrap();
-        let mut blocks = Blocks::default();
-        let mut failed = None;
-        for (c, b) in list {
-            if let Err(e) = blocks.insert(&host, c, b, &Limits::default()).await {
-                failed = Some(e);
-                break;
-            }
-        }
+        let failed = first_failure(&host, list).await;
         let e = failed.expect("the tampered block is caught");
         assert_eq!(e.code, ErrorCode::VerificationFailed, "{e}");
         assert!(e.message.contains("hash to sha2-256"), "{e}");
@@ -454,6 +451,23 @@ fn blocks_are_checked_with_the_platforms_hash_and_a_tampered_car_fails_on_it() {
         let (c, b) = &dag.blocks[0];
         let e = Blocks::default().insert(&liar, *c, b.clone(), &Limits::default()).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::VerificationFailed);
+    });
+}
+
+#[test]
+fn streaming_never_hashes_around_a_platform_that_overrides_only_sha256() {
+    // HostHash overrides sha256 only (a liar here): streaming must not hash around it with
+    // sha2, so even an honest CAR fails on its digests.
+    run(async {
+        let (car, _, _, _) = car_of(2 * add::CHUNK_SIZE).await;
+        let host = HostHash { base: p(), calls: Default::default(), lie: true };
+        let mut pre = block::Prehashed::default();
+        pre.feed(&host, &car, &Limits::default()).unwrap();
+        let body = bytes::Bytes::from(car);
+        let (_, list) = block::read_car(body.clone(), &Limits::default()).unwrap();
+        assert!(list.iter().all(|(_, b)| pre.digest(&body, b).is_none()), "no digest was taken around the platform's hash");
+        let failed = first_failure(&host, list).await.expect("the liar's digests fail honest bytes");
+        assert_eq!(failed.code, ErrorCode::VerificationFailed);
     });
 }
 

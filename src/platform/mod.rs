@@ -268,9 +268,12 @@ pub trait Platform {
     }
     /// [`Platform::sha256`] when the host can answer without waiting (node:crypto, or
     /// sha2 in wasm); `None` where only an asynchronous hash would be fast (WebCrypto),
-    /// for callers that hash speculatively and can hash later instead.
+    /// for callers that hash speculatively and can hash later instead. The default is
+    /// `None` ("ask `sha256` later"), so a platform that overrides only `sha256` is never
+    /// bypassed; platforms whose `sha256` is the default override this too.
     fn sha256_now(&self, bytes: &[u8]) -> Option<[u8; 32]> {
-        Some(crate::proof::sha256(bytes))
+        let _ = bytes;
+        None
     }
     /// Lowercase hex of [`Platform::sha256`]; an empty string if the host's hash failed,
     /// which equals no digest, so a check comparing it fails closed.

@@ -258,6 +258,10 @@ impl Platform for NativePlatform {
     fn http(&self, req: HttpRequest) -> LocalFuture<'_, Result<HttpResponse>> {
         Box::pin(send(req))
     }
+    // Its `sha256` is the default (sha2, synchronous): the same digest, now.
+    fn sha256_now(&self, bytes: &[u8]) -> Option<[u8; 32]> {
+        Some(crate::proof::sha256(bytes))
+    }
     fn sleep(&self, ms: u64) -> LocalFuture<'_, ()> {
         Box::pin(tokio::time::sleep(Duration::from_millis(ms)))
     }
