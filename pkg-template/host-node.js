@@ -206,8 +206,10 @@ function websocket(url, upgradeTimeoutMs = 10_000, maxFrameBytes = 16 * 1024 * 1
       };
       const take = () => { const v = frames.shift(); if (v) queued -= v.length; return v; };
       const end = () => { if (!closed) { closed = true; push(null); while (waiters.length) waiters.shift()(null); } };
-      socket.on('data', (d) => {
-        buf = Buffer.concat([buf, d]);
+      // Frames that came in the same packet as the 101 answer are in `head`: parsed at once,
+      // not when the next packet comes (a job that ended as its socket connected sends
+      // everything up to [DONE] at once, then waits for the client: nothing more comes).
+      const parse = () => {
         for (;;) {
           if (buf.length < 2) return;
           const op = buf[0] & 0x0f;
@@ -222,7 +224,9 @@ function websocket(url, upgradeTimeoutMs = 10_000, maxFrameBytes = 16 * 1024 * 1
           if (op === 1 || op === 0) push(payload.toString('utf8'));
           else if (op === 8) { end(); socket.end(); return; }
         }
-      });
+      };
+      socket.on('data', (d) => { buf = Buffer.concat([buf, d]); parse(); });
+      parse();
       socket.on('close', end);
       socket.on('error', end);
       resolve({

@@ -261,6 +261,34 @@ test('a stream that stalls without [DONE] does not hold wait(): /status shows th
   for (const s of sockets) s.destroy();
 });
 
+test('frames that arrive with the 101 answer are read at once: [DONE] in the upgrade packet ends the wait from the stream (double)', async () => {
+  // A job that ends as its socket connects: the worker writes the upgrade answer and every
+  // frame up to [DONE] at once, then waits for a client frame (as the reference does).
+  // Node hands those frames to the upgrade as its `head`; they must be parsed then, not
+  // when a next packet comes (none does). The SDK answers [DONE] with a frame of its own;
+  // when it missed [DONE] (the /status safety net ends the wait) it sends none.
+  let clientFrames = 0;
+  const sockets = [];
+  const url = await serve(fakeWorker(), (req, socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    socket.on('data', (d) => { if ((d[0] & 0x0f) === 1) clientFrames++; });
+    const frame = (t) => { const b = Buffer.from(t); return Buffer.concat([Buffer.from([0x81, b.length]), b]); };
+    socket.write(Buffer.concat([
+      Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'),
+      frame('[STATUS] Job status: queued\n'),
+      frame('[STATUS] Job started\n'),
+      frame('[DONE] Job completed (exit=0, CPU=0.010000s, Mem=8MB)\n'),
+    ]));
+  });
+  const r = await Sandrun.create({ apiEndpoint: url }).job().code('print(1)').consensus('none').timeout(60).submit().then((e) => e.wait());
+  assert.equal(r.status, 'completed');
+  assert.equal(sockets.length, 1, 'the stream was opened');
+  await waitFor('the SDK to answer [DONE]', () => clientFrames > 0, { timeoutMs: 5_000 }).catch(() => {});
+  assert.equal(clientFrames, 1, 'the SDK answered the [DONE] it found in the upgrade packet');
+  for (const s of sockets) s.destroy();
+});
+
 test('a WebSocket upgrade that never completes times out and the job ends through /status (double)', async () => {
   const url = await serve(fakeWorker(), (req, socket) => { socket.on('error', () => {}); /* never answers */ });
   const t0 = performance.now();
