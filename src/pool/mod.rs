@@ -514,14 +514,37 @@ impl Pool {
             Replication::Eager => n,
             Replication::Lazy => k.max(self.redundancy).min(n),
         };
+        // The first replicas are submitted at once: the last one starts a round trip
+        // sooner than one after the other. A refused replica is replaced by the next
+        // unused worker; outcomes are recorded in node order either way.
         while run.running.len() < first as usize {
-            let Some(i) = run.take_node() else { break };
-            match self.submit_to(i, run.prepared.clone(), level).await {
-                Ok(ex) => {
-                    run.all.borrow_mut().push(ex.clone());
-                    run.running.push((i, ex, None));
+            let mut batch = Vec::new();
+            while run.running.len() + batch.len() < first as usize {
+                let Some(i) = run.take_node() else { break };
+                batch.push(i);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let mut race = Race::default();
+            for &i in &batch {
+                race.push(self.submit_to(i, run.prepared.clone(), level));
+            }
+            let mut answers = Vec::new();
+            while let Some(answer) = race.next().await {
+                answers.push(answer);
+            }
+            drop(race);
+            answers.sort_by_key(|(j, _)| *j);
+            for (j, answer) in answers {
+                let i = batch[j];
+                match answer {
+                    Ok(ex) => {
+                        run.all.borrow_mut().push(ex.clone());
+                        run.running.push((i, ex, None));
+                    }
+                    Err(e) => run.replicas.push(outcome(&self.nodes[i], None, "failed", format!("{}: {}", e.code.as_str(), e.message), None)),
                 }
-                Err(e) => run.replicas.push(outcome(&self.nodes[i], None, "failed", format!("{}: {}", e.code.as_str(), e.message), None)),
             }
         }
         if run.running.is_empty() {

@@ -84,6 +84,25 @@ test('replication: lazy starts k replicas and more only on failure or disagreeme
   assert.throws(() => sandrun.pool().replication('some'), (x) => x instanceof SandrunError && x.code === 'INVALID_ARGUMENT' && /'lazy'/.test(x.message));
 });
 
+test('the first replicas of a quorum are submitted at once', async () => {
+  const submits = [];
+  const tap = {
+    name: 'submit-times',
+    async execute(next, ctx) {
+      if (!ctx.url.endsWith('/submit')) return next();
+      const s = { url: ctx.url, start: performance.now(), end: Infinity };
+      submits.push(s);
+      try { return await next(); } finally { s.end = performance.now(); }
+    },
+  };
+  const s = Sandrun.create({ apiEndpoint: W.a }).with(tap);
+  const pool = await s.pool().nodes([W.a, W.b, W.c]).consensus('2-of-3').join();
+  const r = await s.job().code(CODE).with(pool).submit().then((e) => e.wait());
+  assert.equal(r.stdout, 'answer\n');
+  assert.equal(submits.length, 2, submits.map((x) => x.url).join(' '));
+  assert.ok(submits[1].start < submits[0].end, 'the second replica was submitted before the first submission answered');
+});
+
 test('a bad-signature worker is rejected and never counts', async () => {
   const pool = await sandrun.pool().nodes([W.badsig, W.a, W.c]).join();
   const r = await sandrun.job().code(CODE).consensus('2-of-3').with(pool).submit().then((e) => e.wait());
