@@ -6,7 +6,7 @@
 // lives, as cargo-bloat does). Sizes are raw code bytes and gzip -9 of each crate's bodies
 // concatenated; wasm-opt shrinks all of them afterwards, so read the shares, not the bytes.
 //
-//   node bench/wasm-crates.mjs [path/to/sandrun_wasm.wasm] [--top 15]
+//   node bench/wasm-crates.mjs [path/to/sandrun_wasm.wasm] [--top 15] [--features]
 // Used by bench/goals.mjs to say what stands in the way of the download-size goal.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -64,8 +64,31 @@ export function crateOf(name) {
   return '(#[wasm_bindgen] export shims)';
 }
 
-/** { total, crates: [{ crate, bytes, gzip, functions }] } sorted by bytes, largest first. */
-export function breakdown(path = cargoWasmPath()) {
+// Crates only the optional features pull in (cargo tree -i, wasm32 target): IPFS (CIDs,
+// multibase, DAG-PB, CAR), and the wallet and payments (alloy, k256 ECDSA, RLP).
+const IPFS_CRATES = new Set(['cid', 'multibase', 'data_encoding', 'base_x', 'base256emoji', 'multihash', 'ipld_dagpb', 'quick_protobuf', 'iroh_car', 'cbor4ii', 'serde_ipld_dagcbor', 'unsigned_varint', 'ipld_core', 'core2']);
+const CHAIN_CRATES = new Set(['alloy_signer', 'alloy_signer_local', 'alloy_consensus', 'alloy_eips', 'alloy_rlp', 'alloy_eip2930', 'alloy_eip7702', 'alloy_serde', 'alloy_primitives', 'alloy_sol_types', 'alloy_json_abi', 'k256', 'ecdsa', 'elliptic_curve', 'crypto_bigint', 'der', 'rfc6979', 'hmac', 'sec1', 'primeorder', 'ruint', 'const_hex', 'sha3', 'keccak', 'nybbles']);
+const FEATURE_OF_MODULE = { ipfs: 'IPFS', node: 'provider node', chain: 'wallet and payments', wallet: 'wallet and payments', gpu: 'GPU facade' };
+
+/**
+ * The optional feature a function belongs to, or 'core': by the SDK module in its name
+ * (src/ipfs, src/node, src/chain, src/gpu and their src/wasm facades, also inside generic
+ * code monomorphized for their types), else by a crate only that feature uses.
+ */
+export function featureOf(name) {
+  const mods = [];
+  for (const m of name.matchAll(/12sandrun_wasm(?:4wasm)?(\d+)([A-Za-z_0-9]+)/g)) mods.push(m[2].slice(0, Number(m[1])));
+  for (const m of name.matchAll(/sandrun_wasm\.\.(?:wasm\.\.)?([A-Za-z_]+)/g)) mods.push(m[1]);
+  for (const m of mods) if (FEATURE_OF_MODULE[m]) return FEATURE_OF_MODULE[m];
+  const c = crateOf(name);
+  if (IPFS_CRATES.has(c)) return 'IPFS';
+  if (CHAIN_CRATES.has(c)) return 'wallet and payments';
+  return 'core';
+}
+
+/** { total, crates: [{ crate, bytes, gzip, functions }] } sorted by bytes, largest first;
+ * `classify` names each function's group (by default its crate). */
+export function breakdown(path = cargoWasmPath(), classify = crateOf) {
   const b = readFileSync(path);
   const { out, reader } = sections(b);
   const imports = out.find((s) => s.id === 2);
@@ -119,7 +142,7 @@ export function breakdown(path = cargoWasmPath()) {
     const name = names.get(importedFuncs + i) ?? '';
     // wasm-bindgen removes its describe functions from the shipped module.
     if (name.startsWith('__wbindgen_describe')) continue;
-    const crate = crateOf(name);
+    const crate = classify(name);
     const g = groups.get(crate) ?? { crate, bytes: 0, bodies: [], functions: 0 };
     g.bytes += size;
     g.functions++;
@@ -138,6 +161,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const path = process.argv[2] && !process.argv[2].startsWith('--') ? process.argv[2] : cargoWasmPath();
   const i = process.argv.indexOf('--top');
   const top = i > 0 ? Number(process.argv[i + 1]) : 20;
+  if (process.argv.includes('--features')) {
+    const f = breakdown(path, featureOf);
+    const gz = f.crates.reduce((a, c) => a + c.gzip, 0);
+    console.log('| feature | code KiB | gzip -9 KiB | share of gzip | functions |');
+    console.log('| --- | ---: | ---: | ---: | ---: |');
+    for (const c of f.crates) console.log(`| ${c.crate} | ${(c.bytes / 1024).toFixed(1)} | ${(c.gzip / 1024).toFixed(1)} | ${((c.gzip / gz) * 100).toFixed(1)}% | ${c.functions} |`);
+    process.exit(0);
+  }
   if (!existsSync(path)) { console.error(`${path} is missing: run node scripts/build.mjs`); process.exit(1); }
   const r = breakdown(path);
   console.log(`${path}: code ${(r.total / 1024).toFixed(1)} KiB in functions, data ${(r.data / 1024).toFixed(1)} KiB (before wasm-opt)`);
