@@ -158,12 +158,14 @@ await signer.sendTransaction({ to: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8',
       const left = r1(wasmKiB * (1 - optShare) + jsKiB);
       const leftAtFactor = r1(wasmKiB * Math.max(0, 1 - SIGNER_UNDERCOUNT * optShare) + jsKiB);
       row.detail.features = { shares: Object.fromEntries(f.crates.map((c) => [c.crate, r2((c.gzip / fgz) * 100)])), optionalShare: r2(optShare * 100), coreAfterSplitKiB: left, coreAfterSplitAtSignerFactorKiB: leftAtFactor };
+      const rt = b.crates.filter((c) => ['core', 'alloc', 'std'].includes(c.crate)).reduce((a, c) => a + c.bytes, 0);
       row.blocker = `the core wasm is ${(wasmShare * 100).toFixed(0)}% of the download (${row.detail.sandrun.wasmGzipKiB} KiB gzip), and splitting every optional feature into a module loaded on first use would not reach the goal: ` +
         `${opt.map((c) => `${c.crate} ${((c.gzip / fgz) * 100).toFixed(1)}%`).join(', ')} of the wasm's code leave about ${left} KiB for what a first job needs ` +
         `(${leftAtFactor} KiB if attribution undercounts as it did for the local signer, ${SIGNER_UNDERCOUNT}x), ${r2(leftAtFactor / 250)}x the goal or more. ` +
-        `What remains is the SDK's own code (futures and #[wasm_bindgen] shims, monomorphized), ${((own / b.total) * 100).toFixed(0)}% of the code, ` +
+        `What remains is the SDK's own code (its futures, monomorphized, and the #[wasm_bindgen] export shims), ${((own / b.total) * 100).toFixed(0)}% of the code, ` +
+        `Rust's core, alloc and std (collections, formatting, monomorphized for the SDK's types), ${((rt / b.total) * 100).toFixed(0)}%, ` +
         `and the JS boundary and JSON (js_sys, serde_wasm_bindgen, wasm_bindgen, web_sys, serde_json, serde), ${((glue / b.total) * 100).toFixed(0)}%: ` +
-        `the goal needs that boundary rewritten (fewer, flatter conversions), not only a split`;
+        `after a split the core itself would still have to lose ${Math.round((1 - 250 / leftAtFactor) * 100)}% or more, a rewrite of its async code and boundary (fewer monomorphized futures, flatter conversions), not a packaging change`;
       row.evidence.push(`the wasm's code by feature (names section, gzip of each group's function bodies; \`node bench/wasm-crates.mjs --features\`): ` +
         f.crates.map((c) => `${c.crate} ${((c.gzip / fgz) * 100).toFixed(1)}% (${r1(KiB(c.gzip))} KiB)`).join(', ') +
         `; the local signer compiled out for real: 620.3 -> 591.5 KiB gzip (28.8 KiB) where attribution gives it about 17 KiB`);
@@ -243,7 +245,7 @@ function coldRow() {
     const top = [...breakdownMs].sort((x, y) => y[1] - x[1]);
     const compile = breakdownMs.find(([k]) => k.startsWith('compiling'))?.[1];
     row.blocker = w / b > 1.2
-      ? `the wasm alone is over the goal: a fresh \`node\` that only loads the ${d.wasmRawKiB} KiB wasm (glue, read, compile, instantiate) and runs Sandrun.create() takes ${d.wasmAloneMs} ms, ${d.wasmAloneRatio}x node:zlib, before any of the package's JS; compiling it (${compile} ms: V8 compiles functions lazily but validates the whole module up front) is the largest part, so the goal needs a smaller core wasm (issue 14's split of the signer and the node side)`
+      ? `the wasm alone is over the goal: a fresh \`node\` that only loads the ${d.wasmRawKiB} KiB wasm (glue, read, compile, instantiate) and runs Sandrun.create() takes ${d.wasmAloneMs} ms, ${d.wasmAloneRatio}x node:zlib, before any of the package's JS; compiling it (${compile} ms: V8 compiles functions lazily but validates the whole module up front) is the largest part, so the goal needs a smaller core wasm, the same rewrite row 1 needs`
       : `the package's import takes ${d.insideImportMs} ms inside the process (node:zlib: ${d.zlibImportMs} ms), ${s > b ? r1(s - b) : 0} ms more wall time, of which the wasm alone (${d.wasmAloneRatio}x node:zlib) is ${w > b ? r1(w - b) : 0} ms; the largest part is ${top[0][0]} (${top[0][1]} ms)`;
     row.evidence.push(`the import taken apart (median of ${parts.length} fresh processes): ${breakdownMs.map(([k, v]) => `${k} ${v} ms`).join(', ')}; Sandrun.create() ${d.insideCreateMs} ms`);
     row.evidence.push(`the wasm alone + Sandrun.create() (median of ${n}): ${d.wasmAloneMs} ms wall (${d.wasmAloneInsideMs} ms inside), vs the whole package ${r1(s)} ms and node:zlib ${r1(b)} ms`);

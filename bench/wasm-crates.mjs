@@ -58,6 +58,15 @@ export function crateOf(name) {
       return first;
     }
   }
+  // v0 mangling (the precompiled std, core, alloc and dlmalloc use it): the innermost path
+  // root is the first crate-root production, `C` [`s` disambiguator `_`] length name.
+  if (s.startsWith('_R')) {
+    const m = /C(?:s[0-9A-Za-z]*_)?(\d+)([A-Za-z_][A-Za-z0-9_]*)/.exec(s.slice(2));
+    if (m) {
+      const c = m[2].slice(0, Number(m[1]));
+      return c === '__rustc' ? '(allocator/runtime)' : c;
+    }
+  }
   if (s.startsWith('__wbg_') || s.startsWith('__wbindgen') || s.startsWith('__externref')) return '(wasm-bindgen glue)';
   if (/^(dlmalloc|__rust|__rdl|__rg_|rust_)/.test(s)) return '(allocator/runtime)';
   if (/^(mem|str|__)/.test(s)) return '(compiler-builtins)';
