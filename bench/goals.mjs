@@ -109,6 +109,8 @@ await signer.sendTransaction({ to: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8',
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    // esbuild's service process would otherwise live on beside the rows measured next.
+    await esbuild.stop?.();
   }
   const wasm = readFileSync(wasmPath);
   const s = out.sandrun;
