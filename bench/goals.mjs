@@ -20,13 +20,13 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import zlib from 'node:zlib';
 import { breakdown, cargoWasmPath, featureOf } from './wasm-crates.mjs';
+import { markdown } from './goals-markdown.mjs';
+import { root, pkgDir, entry, wasmPath, flag, now, median, needPackage } from './common.mjs';
 
 // The local signer compiled out for real saved 28.8 KiB gzip (docs/decisions.md, "No
 // precomputed basepoint tables"), where the names-section attribution gives its functions
 // about 17 KiB: attribution undercounts what a split saves by about this factor.
 const SIGNER_UNDERCOUNT = 1.7;
-import { markdown } from './goals-markdown.mjs';
-import { root, pkgDir, entry, wasmPath, flag, now, median, needPackage } from './common.mjs';
 
 const jsonOut = flag('--json', null);
 const only = flag('--rows', null);

@@ -170,6 +170,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const path = process.argv[2] && !process.argv[2].startsWith('--') ? process.argv[2] : cargoWasmPath();
   const i = process.argv.indexOf('--top');
   const top = i > 0 ? Number(process.argv[i + 1]) : 20;
+  if (!existsSync(path)) { console.error(`${path} is missing: run node scripts/build.mjs`); process.exit(1); }
   if (process.argv.includes('--features')) {
     const f = breakdown(path, featureOf);
     const gz = f.crates.reduce((a, c) => a + c.gzip, 0);
@@ -178,7 +179,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     for (const c of f.crates) console.log(`| ${c.crate} | ${(c.bytes / 1024).toFixed(1)} | ${(c.gzip / 1024).toFixed(1)} | ${((c.gzip / gz) * 100).toFixed(1)}% | ${c.functions} |`);
     process.exit(0);
   }
-  if (!existsSync(path)) { console.error(`${path} is missing: run node scripts/build.mjs`); process.exit(1); }
   const r = breakdown(path);
   console.log(`${path}: code ${(r.total / 1024).toFixed(1)} KiB in functions, data ${(r.data / 1024).toFixed(1)} KiB (before wasm-opt)`);
   console.log('| crate | code KiB | share | gzip -9 KiB | functions |');
